@@ -1,0 +1,5 @@
+"""reenact: edit facial expressions in video."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

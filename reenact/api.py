@@ -1,0 +1,180 @@
+"""The typed Python API that the CLI wraps: one call per job, each streaming through ``reenact.pipeline``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reenact.errors import NoFaceError
+from reenact.face.align import FaceAligner
+from reenact.face.aus import AU_NAMES, AUCsvWriter
+from reenact.face.tracker import FaceChoice, FaceTracker
+from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
+from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
+from reenact.progress import FrameProgress
+from reenact.video import VideoReader, VideoWriter, atomic_output, check_output_path, probe
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How faces are found and cropped."""
+
+    face_model: PathLike | None = None  # face_landmarker.task; None: $REENACT_FACE_LANDMARKER, cache, download
+    face: FaceChoice = "largest"  # 'largest' or the n-th face from the left
+    crop_size: int = 256  # aligned crop side in pixels (64 to 1024)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Video encoding, with ffmpeg's names and meanings."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a job did."""
+
+    input: Path
+    output: Path
+    frames: int
+    faces_found: int
+    seconds: float
+
+    @property
+    def frames_without_face(self) -> int:
+        return self.frames - self.faces_found
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def _frames(
+    input: PathLike, tracking: TrackingOptions, extra: list[Callable[[FrameState], FrameState]], description: str,
+    progress: bool, stack: ExitStack,
+) -> tuple[Iterator[FrameState], FrameProgress]:
+    info = probe(input)
+    reader = stack.enter_context(VideoReader(input))
+    tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
+    bar = stack.enter_context(FrameProgress(description, info.frame_count, progress))
+    states = stream(reader, [TrackStage(tracker), *extra])
+    return states, bar
+
+
+def _finish(input: PathLike, output: PathLike, bar: FrameProgress, started: float) -> RunReport:
+    if bar.frames and not bar.faces:
+        raise NoFaceError(f"no face found in any of the {bar.frames} frames of {input}")
+    return RunReport(Path(input), Path(output), bar.frames, bar.faces, time.perf_counter() - started)
+
+
+def _video_job(
+    input: PathLike,
+    output: PathLike,
+    stages: list[Callable[[FrameState], FrameState]],
+    tracking: TrackingOptions,
+    encode: EncodeOptions,
+    progress: bool,
+    description: str,
+) -> RunReport:
+    """Track, run ``stages`` after the alignment, encode: the shape of every job that writes a video."""
+    check_output_path(output, input)
+    started = time.perf_counter()
+    info = probe(input)
+    with ExitStack() as stack:
+        writer = stack.enter_context(
+            VideoWriter(output, like=info, codec=encode.codec, crf=encode.crf, preset=encode.preset, audio_from=input)
+        )
+
+        def write(state: FrameState) -> FrameState:
+            writer.write(state.frame)
+            return state
+
+        aligner = FaceAligner(tracking.crop_size)
+        states, bar = _frames(input, tracking, [AlignStage(aligner), *stages, write], description, progress, stack)
+        for state in states:
+            bar.advance(state.face is not None)
+        # Raised inside the writer's context, so no output is left behind.
+        return _finish(input, output, bar, started)
+
+
+def _annotate(state: FrameState) -> FrameState:
+    image = state.frame.image.copy()
+    if state.face is not None and state.alignment is not None:
+        draw_landmarks(image, state.face.xy)
+        draw_crop_outline(image, state.alignment.corners_in_frame())
+    draw_au_bars(image, state.aus)
+    state.frame = dataclasses.replace(state.frame, image=image)
+    return state
+
+
+def track_video(
+    input: PathLike,
+    output: PathLike,
+    tracking: TrackingOptions = TrackingOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+    progress: bool = False,
+) -> RunReport:
+    """Write ``input`` with its landmarks, crop outline and AU bars drawn on, audio kept: what the tool sees."""
+    return _video_job(input, output, [_annotate], tracking, encode, progress, "track")
+
+
+def edit_video(
+    input: PathLike,
+    output: PathLike,
+    editor: CropEditor,
+    tracking: TrackingOptions = TrackingOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+    progress: bool = False,
+) -> RunReport:
+    """Run ``editor`` on every aligned face crop of ``input`` and paste the results back; audio kept."""
+    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit")
+
+
+def analyze_aus(
+    input: PathLike,
+    csv_path: PathLike,
+    plot_path: PathLike | None = None,
+    tracking: TrackingOptions = TrackingOptions(),
+    progress: bool = False,
+) -> RunReport:
+    """Write OpenFace-style AU intensities per frame of a video or image to ``csv_path``; optionally plot them."""
+    check_output_path(csv_path, input, media=False)
+    if plot_path is not None:
+        check_output_path(plot_path, input, media=False)
+    started = time.perf_counter()
+    times: list[float] = []
+    curves: list[np.ndarray] = []
+    with ExitStack() as stack:
+        tmp_csv = stack.enter_context(atomic_output(csv_path))
+        stream_out = stack.enter_context(open(tmp_csv, "w", newline=""))
+        rows = AUCsvWriter(stream_out)
+        states, bar = _frames(input, tracking, [], "au", progress, stack)
+        for state in states:
+            face = state.face
+            rows.write(
+                state.frame.index, state.frame.time,
+                None if face is None else face.blendshapes,
+                None if face is None else face.head_pose_degrees(),
+            )
+            times.append(state.frame.time)
+            curves.append(state.aus if state.aus is not None else np.full(len(AU_NAMES), np.nan, np.float32))
+            bar.advance(face is not None)
+        report = _finish(input, csv_path, bar, started)
+        stream_out.close()
+    if plot_path is not None:
+        from reenact.plot import plot_au_curves
+
+        plot_au_curves(np.array(times), np.array(curves), plot_path, title=Path(input).name)
+    return report

@@ -1,0 +1,1 @@
+"""Face tracking (MediaPipe), Action Units and alignment."""

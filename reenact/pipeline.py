@@ -1,0 +1,168 @@
+"""The streaming pipeline: decode -> track -> align -> (edit) -> paste -> encode, in overlapping stages.
+
+Each stage runs in its own thread and hands items on through a small bounded queue, so at most a few frames are in
+flight whatever the length of the video (memory stays flat) and decoding, MediaPipe, the generator and the encoder
+overlap (all of them release the GIL in their native code). Items keep their order: every stage is one thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from reenact.face.align import Alignment, FaceAligner, crop_face, face_mask, paste_back
+from reenact.face.aus import blendshapes_to_aus
+from reenact.face.tracker import FaceObservation, FaceTracker
+from reenact.video import Frame
+
+QUEUE_SIZE = 4
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
+    # Blocking put that gives up when the pipeline is being torn down, so no thread hangs on a full queue.
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _feed(source: Iterable[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+    try:
+        for item in source:
+            if not _put(out, item, stop):
+                return
+        _put(out, _DONE, stop)
+    except BaseException as exc:  # handed to the consumer, which re-raises it in the caller's thread
+        _put(out, _Failure(exc), stop)
+
+
+def _stage(fn: Callable[[Any], Any], inq: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            item = inq.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is _DONE or isinstance(item, _Failure):
+            _put(out, item, stop)
+            return
+        try:
+            result = fn(item)
+        except BaseException as exc:
+            _put(out, _Failure(exc), stop)
+            return
+        if not _put(out, result, stop):
+            return
+
+
+def stream(source: Iterable[Any], stages: list[Callable[[Any], Any]], queue_size: int = QUEUE_SIZE) -> Iterator[Any]:
+    """Yield ``stages[-1](...stages[0](item))`` for each item of ``source``, each stage in its own thread.
+
+    An exception in the source or any stage is re-raised here, in the consumer's thread; stopping early (break,
+    an exception in the consumer) shuts every thread down.
+    """
+    stop = threading.Event()
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
+    threads = [threading.Thread(target=_feed, args=(source, queues[0], stop), name="reenact-decode", daemon=True)]
+    for i, fn in enumerate(stages):
+        name = f"reenact-{getattr(fn, '__name__', 'stage')}"
+        threads.append(threading.Thread(target=_stage, args=(fn, queues[i], queues[i + 1], stop), name=name, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            try:
+                item = queues[-1].get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+# --- The face stages. Each is a callable on FrameState, run in its own thread by ``stream``. ---
+
+
+# What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> edited crop of the same size.
+CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], np.ndarray]
+
+
+@dataclasses.dataclass
+class FrameState:
+    """A frame on its way through the pipeline, gathering what each stage found."""
+
+    frame: Frame
+    face: FaceObservation | None = None
+    aus: np.ndarray | None = None
+    alignment: Alignment | None = None
+    crop: np.ndarray | None = None
+
+
+class TrackStage:
+    """Finds the chosen face and reads its AUs."""
+
+    __name__ = "track"
+
+    def __init__(self, tracker: FaceTracker) -> None:
+        self.tracker = tracker
+
+    def __call__(self, frame: Frame) -> FrameState:
+        face = self.tracker(frame.image, frame.time)
+        aus = None if face is None else blendshapes_to_aus(face.blendshapes)
+        return FrameState(frame, face, aus)
+
+
+class AlignStage:
+    """Computes the time-smoothed alignment and cuts the face crop."""
+
+    __name__ = "align"
+
+    def __init__(self, aligner: FaceAligner) -> None:
+        self.aligner = aligner
+
+    def __call__(self, state: FrameState) -> FrameState:
+        if state.face is None:
+            self.aligner.reset()  # the next face may be elsewhere: do not smooth across the gap
+            return state
+        state.alignment = self.aligner(state.face.xy, state.frame.time)
+        state.crop = crop_face(state.frame.image, state.alignment)
+        return state
+
+
+class EditPasteStage:
+    """Runs the editor on the crop and pastes the result back into the full frame at its native resolution."""
+
+    __name__ = "edit"
+
+    def __init__(self, editor: CropEditor, color_match: bool = True) -> None:
+        self.editor = editor
+        self.color_match = color_match
+
+    def __call__(self, state: FrameState) -> FrameState:
+        if state.face is None or state.alignment is None or state.crop is None:
+            return state  # frames without a face pass through untouched
+        edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
+        mask = face_mask(state.alignment.to_crop(state.face.xy), state.alignment.crop_size)
+        image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match)
+        state.frame = dataclasses.replace(state.frame, image=image)
+        return state
+

@@ -1,0 +1,34 @@
+"""Plots of AU curves over time (matplotlib, which MediaPipe already installs)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from reenact.face.aus import AU_DESCRIPTIONS, AU_NAMES
+
+
+def plot_au_curves(times: np.ndarray, aus: np.ndarray, path: str | os.PathLike[str], title: str = "") -> None:
+    """One small panel per AU, intensity 0-5 against time in seconds; frames without a face are gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on headless machines
+    import matplotlib.pyplot as plt
+
+    from reenact.video import atomic_output
+
+    fig, axes = plt.subplots(len(AU_NAMES), 1, figsize=(10, 1.0 * len(AU_NAMES)), sharex=True)
+    for i, (axis, name) in enumerate(zip(axes, AU_NAMES)):
+        axis.plot(times, aus[:, i], lw=1.0, color="tab:red" if name in ("AU12", "AU45") else "tab:blue")
+        axis.set_ylim(0, 5)
+        axis.set_yticks([0, 5])
+        axis.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        axis.text(1.0, 0.9, AU_DESCRIPTIONS[name], transform=axis.transAxes, ha="right", va="top", fontsize=7)
+    axes[-1].set_xlabel("time (s)")
+    if title:
+        axes[0].set_title(title)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)

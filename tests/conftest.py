@@ -1,0 +1,57 @@
+"""Shared fixtures: where the shared face data and the face landmarker model are, and scikit-image's astronaut.
+
+Real face video comes from ``$REENACT_DATA`` (default ``../shared/data`` beside the repository). Where it is
+absent, tests that need it skip with the reason, except under CI (``CI=true``), where absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_FACE_MODEL = REPO.parent / "shared" / "models" / "face_landmarker.task"
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI")
+    pytest.skip(f"{what} is not available here")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared face-video folder (with train/MANIFEST.csv and train_aus/)."""
+    path = Path(os.environ.get("REENACT_DATA", DEFAULT_DATA))
+    if not (path / "train" / "MANIFEST.csv").is_file():
+        _missing(f"shared face data at {path} (set REENACT_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def face_model() -> Path | None:
+    """The FaceLandmarker bundle: $REENACT_FACE_LANDMARKER, else the shared copy, exported for the code under test."""
+    path = Path(os.environ.get("REENACT_FACE_LANDMARKER", DEFAULT_FACE_MODEL))
+    if path.is_file():
+        os.environ["REENACT_FACE_LANDMARKER"] = str(path)
+        return path
+    return None
+
+
+@pytest.fixture
+def require_face_model(face_model: Path | None) -> Path:
+    if face_model is None:
+        _missing(f"the face landmarker model ({DEFAULT_FACE_MODEL} or $REENACT_FACE_LANDMARKER)")
+    return face_model
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut (public domain): a smiling face, 512x512 RGB."""
+    import skimage.data
+
+    return skimage.data.astronaut()

@@ -1,0 +1,131 @@
+"""Bad input through the real CLI: a one-line error, a non-zero exit, no traceback and no output left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.usefixtures("require_face_model")
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reenact", *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], output: Path, needle: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("reenact: error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert not output.exists()
+    # Nothing half-written beside it either (temporary names included).
+    assert not [p for p in output.parent.glob("*") if p.name.startswith(f".{output.name}") or ".tmp" in p.name]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], audio: bool = False) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def write_audio_only(path: Path) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        t = np.arange(16000) / 16000
+        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 16000, 0, Fraction(1, 16000)
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture
+def grid_clip(shared_data: Path) -> Path:
+    return shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", tmp_path / "nope.mp4", "-o", out), out, "nope.mp4")
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are my notes, not a video\n")
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", fake, "-o", out), out, "notes.mp4")
+
+
+def test_zero_frames(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    with av.open(str(empty), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height = 64, 64
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", empty, "-o", out), out, "empty.mp4")
+
+
+def test_truncated_file(tmp_path: Path, grid_clip: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    data = grid_clip.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", cut, "-o", out), out, "cut.mp4")
+
+
+def test_no_face_in_the_whole_clip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    clip = write_clip(tmp_path / "noise.mp4", [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(10)])
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", clip, "-o", out), out, "no face")
+    csv_out = tmp_path / "aus.csv"
+    assert_clean_failure(run_cli("au", clip, "-o", csv_out), csv_out, "no face")
+
+
+def test_audio_only_file(tmp_path: Path) -> None:
+    audio = write_audio_only(tmp_path / "voice.m4a")
+    out = tmp_path / "out.mp4"
+    assert_clean_failure(run_cli("track", audio, "-o", out), out, "voice.m4a")
+
+
+def test_unwritable_output(tmp_path: Path, grid_clip: Path) -> None:
+    out = tmp_path / "no-such-folder" / "out.mp4"
+    assert_clean_failure(run_cli("track", grid_clip, "-o", out), out, "no-such-folder")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "out.mp4"
+    result = run_cli("track", grid_clip, "-o", out)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_output_same_as_input_is_refused_and_input_untouched(tmp_path: Path, grid_clip: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(grid_clip.read_bytes())
+    before = hashlib.sha256(clip.read_bytes()).hexdigest()
+    result = run_cli("track", clip, "-o", tmp_path / "." / "clip.mp4")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("reenact: error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert hashlib.sha256(clip.read_bytes()).hexdigest() == before
+
+
+def test_bad_arguments_exit_with_usage(tmp_path: Path) -> None:
+    result = run_cli("track", tmp_path / "x.mp4", "-o", tmp_path / "y.mp4", "--crop-size", "4096")
+    assert result.returncode == 2 and "--crop-size" in result.stderr and "Traceback" not in result.stderr
