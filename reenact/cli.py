@@ -88,9 +88,10 @@ def _run(args: argparse.Namespace) -> None:
         encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset)
         report = api.track_video(args.input, args.output, tracking, encode, progress=progress)
     if not args.quiet:
+        speed = f", {report.fps:.1f} fps" if report.frames > 1 else ""
         print(
             f"{report.output}: {report.frames} frames, face in {report.faces_found} "
-            f"({report.frames_without_face} without), {report.fps:.1f} fps",
+            f"({report.frames_without_face} without){speed}",
             file=sys.stderr,
         )
 

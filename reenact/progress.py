@@ -14,9 +14,10 @@ class _FpsColumn(ProgressColumn):
 
 
 class FrameProgress:
-    """Context manager: ``advance(face_found)`` once per frame. Shown on stderr; silent when disabled."""
+    """Context manager: ``advance(face_found)`` once per frame. Drawn on stderr when it is a terminal."""
 
     def __init__(self, description: str, total: int | None, enabled: bool = True) -> None:
+        console = Console(stderr=True)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -24,8 +25,8 @@ class FrameProgress:
             _FpsColumn(),
             TimeRemainingColumn(),
             TextColumn("faces {task.fields[faces]}"),
-            console=Console(stderr=True),
-            disable=not enabled,
+            console=console,
+            disable=not (enabled and console.is_terminal),  # a log file gets the CLI's summary line only
             transient=True,  # the CLI prints a one-line summary (or a one-line error) instead
         )
         self._task = self._progress.add_task(description, total=total, faces=0)

@@ -1,4 +1,7 @@
-"""Tests for reenact.face.align on real MediaPipe landmarks (scikit-image's astronaut, shared clips)."""
+"""Tests for reenact.face.align on real MediaPipe landmarks (scikit-image's astronaut, a shared clip).
+
+The astronaut, the shared data folder and the face landmarker model come from conftest.py's fixtures.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
 from reenact.face.align import (
     FACE_OVAL,
@@ -26,20 +28,6 @@ from reenact.face.align import (
     paste_back,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("REENACT_DATA", REPO.parent / "shared" / "data"))
-MODEL = Path(os.environ.get("REENACT_MODELS", REPO.parent / "shared" / "models")) / "face_landmarker.task"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _require(path: Path, what: str) -> None:
-    """Skip when a shared input is missing locally; in CI a missing input is a failure."""
-    if path.exists():
-        return
-    if IN_CI:
-        pytest.fail(f"{what} missing in CI: {path}")
-    pytest.skip(f"{what} not found at {path} (set REENACT_DATA / REENACT_MODELS)")
-
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     """PSNR in dB of two uint8 images, over the pixels where `where` is true (all by default)."""
@@ -51,12 +39,16 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float
 
 
 @pytest.fixture(scope="module")
-def landmarker() -> Iterator[object]:
-    _require(MODEL, "MediaPipe face_landmarker.task")
+def landmarker(face_model: Path | None) -> Iterator[object]:
+    """MediaPipe FaceLandmarker in image mode (module-scoped: creating one costs ~0.3 s)."""
+    if face_model is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the face landmarker model is required under CI")
+        pytest.skip("the face landmarker model is not available here (set REENACT_FACE_LANDMARKER)")
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(MODEL)),
+        base_options=BaseOptions(model_asset_path=str(face_model)),
         running_mode=vision.RunningMode.IMAGE,
         num_faces=1,
     )
@@ -74,11 +66,6 @@ def detect(landmarker: object, rgb: np.ndarray) -> np.ndarray:
     assert result.face_landmarks, "no face found"
     h, w = rgb.shape[:2]
     return np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]], dtype=np.float64)
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return skimage.data.astronaut()  # RGB uint8 512x512
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +170,7 @@ def test_similarity_transformed_image_gives_same_crop(
 ) -> None:
     size = 256
     m = cv2.getRotationMatrix2D((256.0, 256.0), 15.0, 0.7)
-    m[:, 2] += (40.0, -25.0)
+    m[:, 2] += np.array([40.0, -25.0])
     moved = cv2.warpAffine(astronaut, m, (512, 512), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     a0 = estimate_alignment(astro_lm, size)
     ref = crop_face(astronaut, a0)
@@ -194,9 +181,9 @@ def test_similarity_transformed_image_gives_same_crop(
     lm_moved = detect(landmarker, moved)
     redetected = crop_face(moved, estimate_alignment(lm_moved, size))
     p_exact, p_redet = psnr(ref, exact, face), psnr(ref, redetected, face)
-    # Measured 32.3 dB and 30.5 dB; the face shrank to 0.7x, so detail is lost, not misplaced.
-    assert p_exact > 30.0, p_exact
-    assert p_redet > 28.0, p_redet
+    # Measured 37.5 dB and 32.4 dB; the face shrank to 0.7x, so some detail is lost.
+    assert p_exact > 35.0, p_exact
+    assert p_redet > 30.0, p_redet
 
 
 def test_crop_of_upscaled_frame_matches(astronaut: np.ndarray, astro_lm: np.ndarray) -> None:
@@ -209,7 +196,7 @@ def test_crop_of_upscaled_frame_matches(astronaut: np.ndarray, astro_lm: np.ndar
     ref = crop_face(astronaut, estimate_alignment(astro_lm, size))
     got = crop_face(big, a_big)
     face = face_mask(a_big.to_crop(lm_big), size) > 0.5
-    assert psnr(ref, got, face) > 33.0
+    assert psnr(ref, got, face) > 38.0  # measured 43.3 dB
 
 
 # --- temporal stability ------------------------------------------------------------------------------
@@ -227,9 +214,11 @@ def test_still_head_gives_still_crop(astro_lm: np.ndarray) -> None:
     step_r = np.linalg.norm(np.diff(c_r, axis=0), axis=-1).max()
     span_s = np.linalg.norm(c_s - c_s.mean(axis=0), axis=-1).max()
     span_r = np.linalg.norm(c_r - c_r.mean(axis=0), axis=-1).max()
-    # Measured: frame-to-frame corner steps 0.011 px smoothed vs 0.67 px raw; spans 0.05 vs 0.47 px.
-    assert step_s < 0.05 and step_r / step_s > 20.0, (step_s, step_r)
-    assert span_s < 0.1 and span_r / span_s > 4.0, (span_s, span_r)
+    # 0.5 px of noise on this small face (45 px between the eyes, crop scale 1.33) shakes the raw
+    # crop's corners by up to ~3 px a frame. Measured smoothed: 0.063 px. The span (farthest corner
+    # from its mean over the 100 frames) is mostly the slow settling from the noisy first frame.
+    assert step_s < 0.1 and step_r / step_s > 20.0, (step_s, step_r)
+    assert span_s < 0.5 * span_r, (span_s, span_r)
 
 
 def test_moving_head_is_tracked(astro_lm: np.ndarray) -> None:
@@ -252,28 +241,31 @@ def test_moving_head_is_tracked(astro_lm: np.ndarray) -> None:
         if t > 3.0:
             assert offset <= last_offset + 1e-9  # settles without overshoot or new shake
         last_offset = offset
-    # The leash caps the lag at max_lag of the crop side (6.4 px at 256) even at 300 px/s.
-    assert 1.0 < worst <= 0.025 * size + 0.05
+    # The leash caps the lag at max_lag of the crop side (10.2 px at 256) even at 300 px/s.
+    assert 1.0 < worst <= fa.max_lag * size + 0.05  # type: ignore[operator]
 
 
 def test_reset_starts_from_the_raw_fit(astro_lm: np.ndarray) -> None:
     fa = FaceAligner(256)
     fa(astro_lm, 0.0)
-    moved = astro_lm + [100.0, 40.0]
+    moved = astro_lm + np.array([100.0, 40.0])
     assert not np.allclose(fa(moved, 1 / 30).matrix, estimate_alignment(moved).matrix, atol=1e-3)
     fa.reset()
     np.testing.assert_allclose(fa(moved, 0.0).matrix, estimate_alignment(moved).matrix, atol=1e-9)
 
 
-def test_real_video_jitter_reduced() -> None:
-    clip = DATA / "train" / "grid_s1" / "bbaf2n.mp4"
-    _require(clip, "shared clip grid_s1/bbaf2n.mp4")
-    _require(MODEL, "MediaPipe face_landmarker.task")
+def test_real_video_jitter_reduced(shared_data: Path, require_face_model: Path) -> None:
+    clip = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
+    if not clip.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{clip} is required under CI")
+        pytest.skip(f"{clip} is not available here")
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.FaceLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(MODEL)), running_mode=vision.RunningMode.VIDEO
+        base_options=BaseOptions(model_asset_path=str(require_face_model)),
+        running_mode=vision.RunningMode.VIDEO,
     )
     smooth, raw = FaceAligner(256), FaceAligner(256, smooth=False)
     c_s, c_r = [], []
@@ -286,7 +278,7 @@ def test_real_video_jitter_reduced() -> None:
             if not ok:
                 break
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            res = lm.detect_for_video(image, int(round(i * 1000 / fps)))
+            res = lm.detect_for_video(image, round(i * 1000 / fps))
             h, w = bgr.shape[:2]
             pts = np.array([(p.x * w, p.y * h) for p in res.face_landmarks[0]])
             c_s.append(smooth(pts, i / fps))
@@ -321,11 +313,11 @@ def test_face_mask(astro_lm: np.ndarray, size: int) -> None:
     outside = np.array(
         [cv2.pointPolygonTest(oval, (float(x), float(y)), True) for x, y in zip(xx.ravel()[::7], yy.ravel()[::7])]
     )
-    far = outside < -(feather * size / 4 + 1.5)
+    far = outside < -(feather * size / 4 + 2.0)
     assert np.all(m.ravel()[::7][far] == 0.0)
     # Soft edge: the steepest slope is that of a ~feather-wide ramp, not a step.
     gy, gx = np.gradient(m.astype(np.float64))
-    assert np.hypot(gx, gy).max() < 1.6 / (feather * size)
+    assert np.hypot(gx, gy).max() < 2.0 / (feather * size)  # a Gaussian edge peaks at 1.6
 
 
 # --- paste back --------------------------------------------------------------------------------------
@@ -395,12 +387,12 @@ def test_mouth_edit_with_color_match(astronaut: np.ndarray, astro_lm: np.ndarray
     mouth = a.to_crop(astro_lm)[[13, 14]].mean(axis=0)
     yy, xx = np.mgrid[0:size, 0:size]
     blob = np.exp(-((xx - mouth[0]) ** 2 + (yy - mouth[1]) ** 2) / (2 * 10.0**2))
-    edited = np.clip(crop + 50.0 * blob[..., None], 0, 255).astype(np.uint8)
+    edited = np.clip(crop - 60.0 * blob[..., None], 0, 255).astype(np.uint8)  # a shadow over the mouth
     out = paste_back(astronaut, edited, crop, a, mask, color_match=True)
     change = out.astype(np.float64) - astronaut
     assert np.all(change[~_warped_support(a, mask, astronaut.shape)] == 0)
     mx, my = np.round(a.to_frame(mouth)).astype(int)
-    assert change[my, mx].mean() > 40  # colour matching did not undo the local edit
+    assert change[my, mx].mean() < -50  # colour matching did not undo the local edit
     far = np.hypot(*(np.mgrid[0:512, 0:512][::-1] - np.array([mx, my])[:, None, None])) > 40
     assert np.abs(change[far]).max() <= 1  # nor smear it over the face
 
@@ -409,10 +401,12 @@ def test_color_match_removes_global_cast(astronaut: np.ndarray, astro_lm: np.nda
     size = 256
     a, crop, mask = _setup(astronaut, astro_lm, size)
     inside = _warped_support(a, mask, astronaut.shape)
-    cast = np.clip(crop * np.array([1.08, 1.0, 0.9]) + np.array([12.0, -6.0, 4.0]), 0, 255).astype(np.uint8)
+    # A generator's colour drift: per-channel gain and offset (kept clear of clipping on the face).
+    cast = np.clip(np.rint(crop * np.array([0.92, 1.0, 1.06]) + np.array([-5.0, 8.0, 6.0])), 0, 255)
+    cast = cast.astype(np.uint8)
     plain = paste_back(astronaut, cast, crop, a, mask, color_match=False)
     fixed = paste_back(astronaut, cast, crop, a, mask, color_match=True)
     p_plain, p_fixed = psnr(plain, astronaut, inside), psnr(fixed, astronaut, inside)
-    # Measured about 27 dB with the cast, about 52 dB after matching (only requantisation left).
-    assert p_plain < 30.0 and p_fixed > 45.0, (p_plain, p_fixed)
+    # Measured 25.7 dB with the cast, 61.6 dB after matching (only requantisation is left).
+    assert p_plain < 30.0 and p_fixed > 50.0, (p_plain, p_fixed)
     np.testing.assert_array_equal(fixed[~inside], astronaut[~inside])
