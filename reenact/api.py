@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -19,7 +20,10 @@ from reenact.face.tracker import FaceChoice, FaceTracker
 from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
 from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
 from reenact.progress import FrameProgress
-from reenact.video import VideoReader, VideoWriter, atomic_output, check_output_path, probe
+from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, atomic_output, check_output_path, probe
+
+if TYPE_CHECKING:  # torch loads only for the commands that run the generator
+    from reenact.editing import ExpressionTarget
 
 PathLike = str | os.PathLike[str]
 
@@ -63,13 +67,15 @@ class RunReport:
 
 def _frames(
     input: PathLike, tracking: TrackingOptions, extra: list[Callable[[FrameState], FrameState]], description: str,
-    progress: bool, stack: ExitStack,
+    progress: bool, stack: ExitStack, frames: Iterable[Frame] | None = None, total: int | None = None,
 ) -> tuple[Iterator[FrameState], FrameProgress]:
-    info = probe(input)
-    reader = stack.enter_context(VideoReader(input))
+    """Track the frames of ``input`` (or the given ``frames``) and run ``extra`` stages after tracking."""
+    if frames is None:
+        total = probe(input).frame_count
+        frames = stack.enter_context(VideoReader(input))
     tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
-    bar = stack.enter_context(FrameProgress(description, info.frame_count, progress))
-    states = stream(reader, [TrackStage(tracker), *extra])
+    bar = stack.enter_context(FrameProgress(description, total, progress))
+    states = stream(frames, [TrackStage(tracker), *extra])
     return states, bar
 
 
@@ -87,14 +93,21 @@ def _video_job(
     encode: EncodeOptions,
     progress: bool,
     description: str,
+    timeline: tuple[VideoInfo, Iterable[Frame]] | None = None,
+    audio_from: PathLike | None | Literal["input"] = "input",
 ) -> RunReport:
-    """Track, run ``stages`` after the alignment, encode: the shape of every job that writes a video."""
+    """Track, run ``stages`` after the alignment, encode: the shape of every job that writes a video.
+
+    ``timeline``: the output's format and its frames, when they are not simply the input's (a still image
+    driven along another clip's timestamps). ``audio_from``: whose audio to copy.
+    """
     check_output_path(output, input)
     started = time.perf_counter()
-    info = probe(input)
+    info, frames = timeline if timeline is not None else (probe(input), None)
+    audio = input if audio_from == "input" else audio_from
     with ExitStack() as stack:
         writer = stack.enter_context(
-            VideoWriter(output, like=info, codec=encode.codec, crf=encode.crf, preset=encode.preset, audio_from=input)
+            VideoWriter(output, like=info, codec=encode.codec, crf=encode.crf, preset=encode.preset, audio_from=audio)
         )
 
         def write(state: FrameState) -> FrameState:
@@ -102,7 +115,8 @@ def _video_job(
             return state
 
         aligner = FaceAligner(tracking.crop_size)
-        states, bar = _frames(input, tracking, [AlignStage(aligner), *stages, write], description, progress, stack)
+        states, bar = _frames(input, tracking, [AlignStage(aligner), *stages, write], description, progress, stack,
+                              frames, info.frame_count)
         for state in states:
             bar.advance(state.face is not None)
         # Raised inside the writer's context, so no output is left behind.
@@ -178,3 +192,93 @@ def analyze_aus(
 
         plot_au_curves(np.array(times), np.array(curves), plot_path, title=Path(input).name)
     return report
+
+
+def edit_expression(
+    input: PathLike,
+    output: PathLike,
+    target: ExpressionTarget,
+    model: str | os.PathLike[str] | None = None,
+    smooth: bool = True,
+    device: str = "auto",
+    tracking: TrackingOptions = TrackingOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+    progress: bool = False,
+) -> RunReport:
+    """Edit the expression of the face in a video or image toward ``target`` with the generator."""
+    from reenact.editing import GeneratorEditor
+    from reenact.model.io import load_generator
+
+    torch_device = pick_device(device)
+    editor = GeneratorEditor(load_generator(model, torch_device), target, smooth=smooth, device=torch_device)
+    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit")
+
+
+def pick_device(device: str = "auto") -> str:
+    """'auto': the GPU when there is one, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False):
+    """Track a driving clip once: its AU track and its timeline (format and frame timestamps)."""
+    from reenact.editing import DrivingTrack
+
+    times: list[float] = []
+    rows: list[np.ndarray | None] = []
+    stamps: list[tuple[int | None, object]] = []
+    with ExitStack() as stack:
+        states, bar = _frames(driving, tracking, [], "driving", progress, stack)
+        for state in states:
+            times.append(state.frame.time)
+            rows.append(state.aus)
+            stamps.append((state.frame.pts, state.frame.time_base))
+            bar.advance(state.face is not None)
+        _finish(driving, driving, bar, 0.0)
+    return DrivingTrack.from_rows(times, rows), probe(driving), stamps
+
+
+def transfer_expression(
+    source: PathLike,
+    driving: PathLike,
+    output: PathLike,
+    relative: bool = True,
+    au_scale: float = 1.0,
+    aus: tuple[str, ...] | None = None,
+    audio: Literal["source", "driving", "none"] | None = None,
+    model: str | os.PathLike[str] | None = None,
+    smooth: bool = True,
+    device: str = "auto",
+    tracking: TrackingOptions = TrackingOptions(),
+    encode: EncodeOptions = EncodeOptions(),
+    progress: bool = False,
+) -> RunReport:
+    """Give the face in ``source`` (a video or a still image) the expressions of the face in ``driving``.
+
+    A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
+    from the source by default (from the driving clip for a still image).
+    """
+    from reenact.editing import GeneratorEditor, TransferTarget
+    from reenact.face.aus import AU_NAMES
+    from reenact.model.io import load_generator
+
+    check_output_path(output, source, driving)
+    track, driving_info, stamps = read_driving(driving, tracking, progress)
+    target = TransferTarget(track, relative, au_scale, aus or AU_NAMES)
+    torch_device = pick_device(device)
+    editor = GeneratorEditor(load_generator(model, torch_device), target, smooth=smooth, device=torch_device)
+    source_info = probe(source)
+    audio = audio or ("driving" if source_info.is_image else "source")
+    audio_from = {"source": source, "driving": driving, "none": None}[audio]
+    timeline = None
+    if source_info.is_image:
+        with VideoReader(source) as reader:
+            still = next(iter(reader))
+        like = dataclasses.replace(driving_info, path=Path(source), width=source_info.width, height=source_info.height,
+                                   rotation=0, is_image=False)
+        frames = (Frame(i, pts, time_base, still.image) for i, (pts, time_base) in enumerate(stamps))
+        timeline = (like, frames)
+    return _video_job(source, output, [EditPasteStage(editor)], tracking, encode, progress, "transfer", timeline, audio_from)

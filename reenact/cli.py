@@ -9,6 +9,23 @@ from collections.abc import Sequence
 from reenact import __version__
 
 EXAMPLES = {
+    "edit": """examples:
+  reenact edit talk.mp4 -o smile.mp4 --au AU12=3
+  reenact edit talk.mp4 -o more.mp4 --au AU12=+1.5 --au AU26=+1
+  reenact edit talk.mp4 -o sad.mp4 --preset sad:0.7 --start 2 --end 5
+  reenact edit portrait.jpg -o happy.jpg --preset happy""",
+    "transfer": """examples:
+  reenact transfer me.mp4 actor.mp4 -o me_acting.mp4
+  reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none""",
+    "prepare": """examples:
+  reenact prepare clips/ -o dataset --crop-size 128 --workers 2
+  reenact prepare ../shared/data/train -o dataset --labels ../shared/data/train_aus --manifest ../shared/data/train/MANIFEST.csv""",
+    "train": """examples:
+  reenact train dataset -o runs/motion --phase motion --steps 4000
+  reenact train dataset -o runs/texture --phase texture --init runs/motion/model --steps 2000
+  torchrun --nproc-per-node 2 -m reenact train dataset -o runs/joint --phase joint""",
     "au": """examples:
   reenact au talk.mp4 -o talk_aus.csv --plot talk_aus.png
   reenact au portrait.jpg -o portrait_aus.csv
@@ -42,11 +59,12 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--crop-size", type=_crop_size, default=256, help="aligned face crop side in pixels, 64-1024 (default 256)")
 
 
-def _add_encoding(parser: argparse.ArgumentParser) -> None:
+def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset") -> None:
+    # `edit` uses --preset for expressions, so there the encoder's preset is --encoder-preset.
     group = parser.add_argument_group("encoding (as in ffmpeg)")
     group.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
     group.add_argument("--crf", type=int, default=18, help="constant rate factor, lower is better quality (default 18)")
-    group.add_argument("--preset", default="medium", help="encoder speed preset (default medium)")
+    group.add_argument(preset_flag, dest="encoder_preset", default="medium", help="encoder speed preset (default medium)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,18 +92,108 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("-o", "--output", required=True, help="video file to write (audio is kept)")
     _add_tracking(track)
     _add_encoding(track)
+    edit = command("edit", "Change the facial expression in a video or image: set or add AUs, or apply a preset.")
+    edit.add_argument("input", help="video or image")
+    edit.add_argument("-o", "--output", required=True, help="video or image to write (audio is kept)")
+    edit.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="set (AU12=2.5) or add (AU12=+1.5); repeatable")
+    edit.add_argument("--preset", metavar="NAME[:S]", help="happy, sad, surprised, angry, disgusted, fearful or neutral, strength S (default 1)")
+    edit.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
+    edit.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
+    edit.add_argument("--ramp", type=float, default=0.3, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
+    edit.add_argument("--model", help="generator name in models/ or path (default: models/default)")
+    edit.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
+    edit.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_tracking(edit)
+    _add_encoding(edit, "--encoder-preset")
+
+    transfer = command("transfer", "Copy the expressions of a driving clip's face onto the face of a video or image.")
+    transfer.add_argument("source", help="video or still image whose face is edited")
+    transfer.add_argument("driving", help="video whose face's expressions are copied")
+    transfer.add_argument("-o", "--output", required=True, help="video to write")
+    transfer.add_argument("--mode", choices=("relative", "absolute"), default="relative",
+                          help="relative (default): the driving face's change from its own rest; absolute: its AUs")
+    transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred AUs (default 1)")
+    transfer.add_argument("--aus", metavar="AU12,AU25,...", help="transfer only these AUs")
+    transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
+    transfer.add_argument("--model", help="generator name in models/ or path (default: models/default)")
+    transfer.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
+    transfer.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_tracking(transfer)
+    _add_encoding(transfer)
+
+    prepare = command("prepare", "Turn face videos into a training dataset (aligned crops, AUs, landmarks).")
+    prepare.add_argument("videos", nargs="+", help="video files or folders")
+    prepare.add_argument("-o", "--output", required=True, help="dataset folder")
+    prepare.add_argument("--crop-size", type=_crop_size, default=128, help="crop side (default 128)")
+    prepare.add_argument("--stride", type=int, default=1, help="keep every n-th frame (default 1)")
+    prepare.add_argument("--labels", metavar="DIR", help="OpenFace AU CSVs (<clip>.csv.gz) to store beside ours")
+    prepare.add_argument("--manifest", metavar="CSV", help="CSV with file,identity columns")
+    prepare.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    prepare.add_argument("--face-model", metavar="PATH", help="face_landmarker.task")
+
+    train = command("train", "Train the generator self-supervised on a prepared dataset (resumes where it stopped).")
+    train.add_argument("dataset", help="folder written by reenact prepare")
+    train.add_argument("-o", "--output", required=True, help="run folder: checkpoint, log, model.safetensors")
+    train.add_argument("--phase", choices=("motion", "texture", "joint"), default="motion")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--batch", type=int, default=32)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--init", metavar="MODEL", help="start from these weights")
+    train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
     return parser
+
+
+def _edit(args: argparse.Namespace, tracking, progress: bool):
+    from reenact import api
+    from reenact.editing import ExpressionTarget, parse_au_edit
+    from reenact.model.presets import parse_preset
+
+    if not args.au and not args.preset:
+        raise ValueError("nothing to edit: give --au AUxx=V and/or --preset NAME")
+    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
+    target = ExpressionTarget(tuple(parse_au_edit(a) for a in args.au), preset, strength, args.start, args.end, args.ramp)
+    encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
+    return api.edit_expression(args.input, args.output, target, args.model, not args.no_smooth, args.device, tracking, encode, progress)
 
 
 def _run(args: argparse.Namespace) -> None:
     from reenact import api
 
-    tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
     progress = not args.quiet
-    if args.command == "au":
+    if args.command == "prepare":
+        from reenact.train.prepare import prepare_dataset
+
+        report = prepare_dataset(args.videos, args.output, args.crop_size, args.stride, args.labels, args.manifest,
+                                 args.workers, progress, args.face_model)
+        if not args.quiet:
+            print(f"{args.output}: {len(report.done)} clips prepared, {len(report.skipped)} already done, "
+                  f"{len(report.failed)} failed, {report.frames_kept} frames", file=sys.stderr)
+        return
+    if args.command == "train":
+        from reenact.train.trainer import TrainOptions, train
+
+        options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+                               validation_people=args.validation_people)
+        result = train(args.dataset, args.output, options, progress)
+        if not args.quiet:
+            print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)
+        return
+    tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
+    if args.command == "edit":
+        report = _edit(args, tracking, progress)
+    elif args.command == "transfer":
+        from reenact.face.aus import parse_au_name
+
+        aus = tuple(parse_au_name(a) for a in args.aus.split(",")) if args.aus else None
+        encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
+        report = api.transfer_expression(
+            args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
+            args.model, not args.no_smooth, args.device, tracking, encode, progress,
+        )
+    elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)
     else:
-        encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset)
+        encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
         report = api.track_video(args.input, args.output, tracking, encode, progress=progress)
     if not args.quiet:
         speed = f", {report.fps:.1f} fps" if report.frames > 1 else ""

@@ -102,8 +102,9 @@ def stream(source: Iterable[Any], stages: list[Callable[[Any], Any]], queue_size
 # --- The face stages. Each is a callable on FrameState, run in its own thread by ``stream``. ---
 
 
-# What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> edited crop of the same size.
-CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], np.ndarray]
+# What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
+# size, or (edited crop, where the landmarks moved to in the crop) so that the paste-back mask covers both.
+CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 
 @dataclasses.dataclass
@@ -161,7 +162,11 @@ class EditPasteStage:
         if state.face is None or state.alignment is None or state.crop is None:
             return state  # frames without a face pass through untouched
         edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
-        mask = face_mask(state.alignment.to_crop(state.face.xy), state.alignment.crop_size)
+        size = state.alignment.crop_size
+        mask = face_mask(state.alignment.to_crop(state.face.xy), size)
+        if isinstance(edited, tuple):
+            edited, moved = edited
+            mask = np.maximum(mask, face_mask(moved, size))
         image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match)
         state.frame = dataclasses.replace(state.frame, image=image)
         return state

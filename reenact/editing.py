@@ -1,0 +1,166 @@
+"""Turning a generator and an expression target into a crop editor for the streaming pipeline.
+
+The target says what the AUs should be at each moment (set or add per AU, a preset, a time range with ramps);
+the editor measures the source face's AUs, asks the generator for the warp and texture that make the change,
+and smooths both the source AUs and the flow over time so a constant target gives a still face.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reenact.face.align import Alignment
+from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
+from reenact.face.tracker import FaceObservation
+from reenact.model.networks import Generator, denormalise, normalise, sample_at
+from reenact.model.presets import PRESETS
+from reenact.smoothing import OneEuroFilter
+
+_EDIT = re.compile(r"^\s*([A-Za-z]*\d+)\s*=\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+@dataclass(frozen=True)
+class AUEdit:
+    """One ``--au`` option: set an AU to a value, or add to it (``relative``)."""
+
+    au: str
+    value: float
+    relative: bool
+
+
+def parse_au_edit(text: str) -> AUEdit:
+    """'AU12=2.5' sets, 'AU12=+1.5' / 'AU12=-1' adds; ValueError with the accepted forms otherwise."""
+    match = _EDIT.match(text)
+    if not match:
+        raise ValueError(f"--au takes AU12=2.5 (set) or AU12=+1.5 / AU12=-1 (add), not {text!r}")
+    name, sign, number = match.groups()
+    value = float(number)
+    if sign:
+        return AUEdit(parse_au_name(name), value if sign == "+" else -value, True)
+    if not 0.0 <= value <= 5.0:
+        raise ValueError(f"AU intensities are 0-5, not {value} in {text!r}")
+    return AUEdit(parse_au_name(name), value, False)
+
+
+@dataclass(frozen=True)
+class ExpressionTarget:
+    """Target AUs as a function of the source's AUs and time."""
+
+    edits: tuple[AUEdit, ...] = ()
+    preset: str | None = None
+    strength: float = 1.0
+    start: float | None = None
+    end: float | None = None
+    ramp: float = 0.3  # seconds to fade the edit in and out at start and end
+
+    def weight(self, t: float) -> float:
+        """How much of the edit applies at time t: 0 outside [start, end], ramping linearly at the ends."""
+        w = 1.0
+        if self.start is not None:
+            w = min(w, np.clip((t - self.start) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t >= self.start))
+        if self.end is not None:
+            w = min(w, np.clip((self.end - t) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t <= self.end))
+        return float(w)
+
+    def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
+        goal = source.astype(np.float32).copy()
+        if self.preset is not None:
+            for name, value in PRESETS[self.preset].items():
+                i = AU_NAMES.index(name)
+                goal[i] = source[i] + self.strength * (value - source[i])
+        for edit in self.edits:
+            i = AU_NAMES.index(edit.au)
+            goal[i] = goal[i] + edit.value if edit.relative else edit.value
+        goal = np.clip(goal, 0.0, 5.0)
+        return source + self.weight(t) * (goal - source)
+
+
+TargetFn = Callable[[np.ndarray, float], np.ndarray]
+
+
+class GeneratorEditor:
+    """A CropEditor: edits each aligned crop with the generator toward ``target(source_aus, t)``."""
+
+    def __init__(self, model: Generator, target: TargetFn, smooth: bool = True, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval()
+        self.target = target
+        self.device = torch.device(device)
+        self.smooth = smooth
+        # Source AUs jitter a little from frame to frame; the flow is the last guard against shimmer.
+        self._aus = OneEuroFilter(min_cutoff=1.0, beta=0.3)
+        self._flow = OneEuroFilter(min_cutoff=2.0, beta=4.0)
+
+    def reset(self) -> None:
+        self._aus.reset()
+        self._flow.reset()
+
+    @torch.no_grad()
+    def __call__(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
+        size = alignment.crop_size
+        source = blendshapes_to_aus(face.blendshapes)
+        if self.smooth:
+            source = self._aus(source, t).astype(np.float32)
+        goal = self.target(source, t).astype(np.float32)
+        points = alignment.to_crop(face.xy)
+        landmarks = torch.from_numpy(normalise(points, size).astype(np.float32))[None].to(self.device)
+        src = torch.from_numpy(source)[None].to(self.device)
+        tgt = torch.from_numpy(goal)[None].to(self.device)
+        flow = self.model(None, landmarks, src, tgt)["flow"]
+        if self.smooth:
+            flow = torch.from_numpy(self._flow(flow.cpu().numpy(), t).astype(np.float32)).to(self.device)
+        image = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].float() / 255
+        result = self.model(image, landmarks, src, tgt, flow=flow)
+        edited = (result["output"][0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+        # Where the landmarks went: a backward flow moves content from x + flow(x) to x, so to first order a
+        # point p lands at p - flow(p). The paste-back mask covers both, so a dropped jaw is not cut off.
+        moved = landmarks - sample_at(flow, landmarks)
+        return edited, denormalise(moved[0].cpu().numpy(), size)
+
+
+@dataclass(frozen=True)
+class DrivingTrack:
+    """A driving clip's AUs over time, and its resting face (each AU's 10th percentile over the clip: a face is
+    at rest most of the time, so no neutral first frame is needed)."""
+
+    times: np.ndarray  # (N,) seconds
+    aus: np.ndarray  # (N, 17); frames without a face are filled from their neighbours
+
+    @classmethod
+    def from_rows(cls, times: list[float], rows: list[np.ndarray | None]) -> DrivingTrack:
+        found = np.array([r is not None for r in rows])
+        if not found.any():
+            raise ValueError("no face in the driving clip")
+        t = np.asarray(times, dtype=np.float64)
+        known = np.stack([r for r in rows if r is not None])
+        aus = np.stack([np.interp(t, t[found], known[:, i]) for i in range(known.shape[1])], axis=1)
+        return cls(t, aus.astype(np.float32))
+
+    @property
+    def rest(self) -> np.ndarray:
+        return np.percentile(self.aus, 10, axis=0).astype(np.float32)
+
+    def at(self, t: float) -> np.ndarray:
+        """The driving AUs at time t (linear between frames, held past either end)."""
+        return np.array([np.interp(t, self.times, self.aus[:, i]) for i in range(self.aus.shape[1])], np.float32)
+
+
+@dataclass(frozen=True)
+class TransferTarget:
+    """Target AUs that follow a driving clip: relative (its change from its own rest, added to the source's AUs)
+    or absolute (its AUs as they are), scaled, for all AUs or only some."""
+
+    driving: DrivingTrack
+    relative: bool = True
+    scale: float = 1.0
+    aus: tuple[str, ...] = AU_NAMES
+
+    def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
+        drive = self.driving.at(t)
+        moved = source + self.scale * (drive - self.driving.rest) if self.relative else self.scale * drive
+        chosen = np.isin(np.array(AU_NAMES), self.aus)
+        return np.clip(np.where(chosen, moved, source), 0.0, 5.0).astype(np.float32)

@@ -1,0 +1,1 @@
+"""The warp-then-texture generator: networks, weights on disk, expression presets."""

@@ -1,0 +1,1 @@
+"""Training the expression generator: dataset preparation (``reenact.train.prepare``)."""

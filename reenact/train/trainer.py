@@ -1,0 +1,202 @@
+"""Self-supervised training of the generator, in phases, resumable, on CPU or GPU, one or many processes.
+
+- ``motion``: the flow must carry A's landmarks onto B's (MediaPipe landmarks give the displacement targets;
+  nobody labels deformations), and be smooth. No images are needed, so this phase is cheap.
+- ``texture``: with the motion step frozen, reconstruct B from A warped by the predicted flow: masked L1 and
+  gradient L1 inside B's face, and a penalty on the attention mask so the residual stays small and local.
+- ``joint``: both nets, both losses.
+
+Several processes (``torchrun --nproc-per-node N -m reenact.cli train ...``) train data-parallel with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from reenact.model.io import load_generator, save_generator
+from reenact.model.networks import Generator, GeneratorConfig, sample_at
+from reenact.train.losses import gradient_l1, landmark_flow_loss, masked_l1, smoothness
+from reenact.train.pairs import MESH, PairBatch, PairSampler
+from reenact.train.prepare import PreparedClip, load_dataset
+from reenact.video import atomic_output
+
+Phase = Literal["motion", "texture", "joint"]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    phase: Phase = "motion"
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 3e-4
+    seed: int = 0
+    checkpoint_every: int = 250
+    validation_people: int = 8  # identities held out of training, for validation
+    validation_pairs: int = 128
+    init: str | None = None  # start from these weights (e.g. the motion phase's model for the texture phase)
+    smooth_weight: float = 0.05
+    mask_weight: float = 0.02
+    gradient_weight: float = 0.5
+    landmark_weight: float = 1.0
+    config: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(motion_channels=32, texture_channels=24))
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    steps: int
+    seconds: float
+    validation: dict[str, float]
+    weights: Path
+
+
+def split_people(identities: tuple[str, ...], count: int) -> tuple[list[str], list[str]]:
+    """(train, validation) identities: every k-th of the sorted names is held out, never the largest speaker's."""
+    names = sorted(identities)
+    if count <= 0 or len(names) < 2:
+        return names, []
+    step = max(1, len(names) // count)
+    held = [n for n in names[step // 2 :: step] if not n.startswith("GRID")][:count]
+    return [n for n in names if n not in held], held
+
+
+def _tensors(batch: PairBatch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items() if v is not None}
+
+
+def _losses(model: torch.nn.Module, t: dict[str, torch.Tensor], options: TrainOptions) -> dict[str, torch.Tensor]:
+    images = options.phase != "motion"
+    result = model(t["image_a"] if images else None, t["landmarks_a"], t["aus_a"], t["aus_b"])
+    flow = result["flow"]
+    losses: dict[str, torch.Tensor] = {}
+    if options.phase in ("motion", "joint"):
+        losses["landmarks"] = options.landmark_weight * landmark_flow_loss(flow, t["landmarks_a"], t["landmarks_b"])
+        losses["smooth"] = options.smooth_weight * smoothness(flow)
+    if images:
+        out, mask = result["output"], t["mask_b"]
+        losses["l1"] = masked_l1(out, t["image_b"], mask)
+        losses["grad"] = options.gradient_weight * gradient_l1(out, t["image_b"], mask)
+        losses["mask"] = options.mask_weight * result["mask"].mean()
+    return losses
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mse = (((a - b) ** 2) * mask).sum(dim=(1, 2, 3)) / (mask.sum(dim=(1, 2, 3)) * a.shape[1] + 1e-8)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def validate(model: Generator, batch: PairBatch, device: torch.device) -> dict[str, float]:
+    """Landmark error of the flow against no motion, and masked PSNR of the output against copying A."""
+    t = _tensors(batch, device)
+    size = batch.image_a.shape[-1] if batch.image_a is not None else 128
+    flow = model(None, t["landmarks_a"], t["aus_a"], t["aus_b"])["flow"]
+    moved = sample_at(flow, t["landmarks_b"][:, :MESH])
+    target = t["landmarks_a"][:, :MESH] - t["landmarks_b"][:, :MESH]
+    pixels = size / 2  # normalised units -> crop pixels
+    out = {
+        "landmark_px": float((moved - target).norm(dim=-1).mean() * pixels),
+        "landmark_px_copy": float(target.norm(dim=-1).mean() * pixels),
+    }
+    if batch.image_a is not None:
+        result = model(t["image_a"], t["landmarks_a"], t["aus_a"], t["aus_b"])
+        out["psnr"] = float(psnr(result["output"], t["image_b"], t["mask_b"]).mean())
+        out["psnr_copy"] = float(psnr(t["image_a"], t["image_b"], t["mask_b"]).mean())
+    return out
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], options: TrainOptions = TrainOptions(),
+          progress: bool = True) -> TrainReport:
+    """Train (or resume) a generator from a prepared dataset; writes ``OUT/model.safetensors`` + ``.json``."""
+    rank, world = _distributed()
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset(dataset_dir)
+    train_people, val_people = split_people(dataset.identities, options.validation_people)
+    clips_of = lambda people: [c for c in dataset.clips if c.identity in people]  # noqa: E731
+    sampler = PairSampler(clips_of(train_people), seed=options.seed + 1000 * rank)
+    images = options.phase != "motion"
+    val_clips: list[PreparedClip] = clips_of(val_people) or list(dataset.clips)
+    val_batch = PairSampler(val_clips, seed=12345).sample(options.validation_pairs, images=True)
+
+    model = load_generator(options.init, device) if options.init else Generator(options.config).to(device)
+    trainable = {"motion": model.motion, "texture": model.texture, "joint": model}[options.phase]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trainable.parameters():
+        p.requires_grad_(True)
+    model.train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=options.lr)
+    checkpoint = out / "checkpoint.pt"
+    step = 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    runner: torch.nn.Module = model
+    if world > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    (out / "split.json").write_text(json.dumps({"train": train_people, "validation": val_people}, indent=1) + "\n")
+
+    log = open(out / "train.log", "a") if rank == 0 else None
+    started, validation = time.perf_counter(), {}
+    console = Console(stderr=True)
+    bar = Progress(TextColumn(f"[bold]train {options.phase}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.fields[losses]}"), console=console,
+                   disable=not (progress and rank == 0 and console.is_terminal))
+    with bar:
+        task = bar.add_task("train", total=options.steps, completed=step, losses="")
+        while step < options.steps:
+            t = _tensors(sampler.sample(options.batch // world, images), device)
+            with autocast:
+                losses = _losses(runner, t, options)
+            total = sum(losses.values())
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            step += 1
+            shown = " ".join(f"{k} {float(v.detach()):.4f}" for k, v in losses.items())
+            bar.update(task, completed=step, losses=shown)
+            if step % options.checkpoint_every == 0 or step == options.steps:
+                if rank == 0:
+                    model.eval()
+                    validation = validate(model, val_batch, device)
+                    model.train()
+                    with atomic_output(checkpoint) as tmp:
+                        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                                    "options": asdict(replace(options, config=options.config))}, tmp)
+                    save_generator(model, out / "model", {"phase": options.phase, "step": str(step)})
+                    line = {"step": step, "seconds": round(time.perf_counter() - started, 1),
+                            **{k: round(float(v.detach()), 5) for k, v in losses.items()}, **{k: round(v, 3) for k, v in validation.items()}}
+                    print(json.dumps(line), file=log, flush=True)
+                    if not math.isfinite(float(total.detach())):
+                        raise FloatingPointError(f"training diverged at step {step}: {shown}")
+    if log:
+        log.close()
+    return TrainReport(step, time.perf_counter() - started, validation, out / "model.safetensors")
