@@ -194,24 +194,33 @@ def analyze_aus(
     return report
 
 
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Which generator runs where, and whether its AUs and flow are smoothed over time."""
+
+    model: PathLike | None = None  # a name in models/ or a path; None: $REENACT_MODEL, else models/default
+    smooth: bool = True
+    device: str = "auto"  # 'auto': the GPU when there is one
+
+    def editor(self, target: Callable[[np.ndarray, float], np.ndarray]) -> EditPasteStage:
+        from reenact.editing import GeneratorEditor
+        from reenact.model.io import load_generator
+
+        device = pick_device(self.device)
+        return EditPasteStage(GeneratorEditor(load_generator(self.model, device), target, self.smooth, device))
+
+
 def edit_expression(
     input: PathLike,
     output: PathLike,
     target: ExpressionTarget,
-    model: str | os.PathLike[str] | None = None,
-    smooth: bool = True,
-    device: str = "auto",
+    generator: GeneratorOptions = GeneratorOptions(),
     tracking: TrackingOptions = TrackingOptions(),
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
 ) -> RunReport:
     """Edit the expression of the face in a video or image toward ``target`` with the generator."""
-    from reenact.editing import GeneratorEditor
-    from reenact.model.io import load_generator
-
-    torch_device = pick_device(device)
-    editor = GeneratorEditor(load_generator(model, torch_device), target, smooth=smooth, device=torch_device)
-    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit")
+    return _video_job(input, output, [generator.editor(target)], tracking, encode, progress, "edit")
 
 
 def pick_device(device: str = "auto") -> str:
@@ -249,9 +258,7 @@ def transfer_expression(
     au_scale: float = 1.0,
     aus: tuple[str, ...] | None = None,
     audio: Literal["source", "driving", "none"] | None = None,
-    model: str | os.PathLike[str] | None = None,
-    smooth: bool = True,
-    device: str = "auto",
+    generator: GeneratorOptions = GeneratorOptions(),
     tracking: TrackingOptions = TrackingOptions(),
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
@@ -261,15 +268,12 @@ def transfer_expression(
     A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
     from the source by default (from the driving clip for a still image).
     """
-    from reenact.editing import GeneratorEditor, TransferTarget
+    from reenact.editing import TransferTarget
     from reenact.face.aus import AU_NAMES
-    from reenact.model.io import load_generator
 
     check_output_path(output, source, driving)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    target = TransferTarget(track, relative, au_scale, aus or AU_NAMES)
-    torch_device = pick_device(device)
-    editor = GeneratorEditor(load_generator(model, torch_device), target, smooth=smooth, device=torch_device)
+    stage = generator.editor(TransferTarget(track, relative, au_scale, aus or AU_NAMES))
     source_info = probe(source)
     audio = audio or ("driving" if source_info.is_image else "source")
     audio_from = {"source": source, "driving": driving, "none": None}[audio]
@@ -281,4 +285,4 @@ def transfer_expression(
                                    rotation=0, is_image=False)
         frames = (Frame(i, pts, time_base, still.image) for i, (pts, time_base) in enumerate(stamps))
         timeline = (like, frames)
-    return _video_job(source, output, [EditPasteStage(editor)], tracking, encode, progress, "transfer", timeline, audio_from)
+    return _video_job(source, output, [stage], tracking, encode, progress, "transfer", timeline, audio_from)

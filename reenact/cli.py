@@ -19,6 +19,9 @@ EXAMPLES = {
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none""",
+    "eval": """examples:
+  reenact eval dataset --split runs/motion/split.json --compare eval/ -o eval/report.json
+  reenact eval dataset --model runs/texture/model --pairs 512""",
     "prepare": """examples:
   reenact prepare clips/ -o dataset --crop-size 128 --workers 2
   reenact prepare ../shared/data/train -o dataset --labels ../shared/data/train_aus --manifest ../shared/data/train/MANIFEST.csv""",
@@ -140,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--init", metavar="MODEL", help="start from these weights")
     train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
+    evaluate = command("eval", "Measure a generator on the validation people of a prepared dataset.")
+    evaluate.add_argument("dataset", help="folder written by reenact prepare")
+    evaluate.add_argument("--model", help="generator name in models/ or path (default: models/default)")
+    evaluate.add_argument("--split", metavar="JSON", help="a training run's split.json: evaluate its validation people")
+    evaluate.add_argument("--pairs", type=int, default=256, help="self-reenactment pairs (default 256)")
+    evaluate.add_argument("--faces", type=int, default=48, help="faces per single-AU edit (default 48)")
+    evaluate.add_argument("--compare", metavar="DIR", help="also write a PNG grid of edits there")
+    evaluate.add_argument("-o", "--output", help="write the report as JSON here")
     return parser
 
 
@@ -153,7 +164,8 @@ def _edit(args: argparse.Namespace, tracking, progress: bool):
     preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
     target = ExpressionTarget(tuple(parse_au_edit(a) for a in args.au), preset, strength, args.start, args.end, args.ramp)
     encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
-    return api.edit_expression(args.input, args.output, target, args.model, not args.no_smooth, args.device, tracking, encode, progress)
+    generator = api.GeneratorOptions(args.model, not args.no_smooth, args.device)
+    return api.edit_expression(args.input, args.output, target, generator, tracking, encode, progress)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -178,6 +190,19 @@ def _run(args: argparse.Namespace) -> None:
         if not args.quiet:
             print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)
         return
+    if args.command == "eval":
+        import json
+        from pathlib import Path
+
+        from reenact.evaluate import evaluate
+
+        report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
+                          compare=Path(args.compare) if args.compare else None)
+        text = json.dumps(report, indent=1)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        print(text)
+        return
     tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
     if args.command == "edit":
         report = _edit(args, tracking, progress)
@@ -188,7 +213,7 @@ def _run(args: argparse.Namespace) -> None:
         encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
-            args.model, not args.no_smooth, args.device, tracking, encode, progress,
+            api.GeneratorOptions(args.model, not args.no_smooth, args.device), tracking, encode, progress,
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)

@@ -17,7 +17,7 @@ import torch
 from reenact.face.align import Alignment
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
-from reenact.model.networks import Generator, denormalise, normalise, sample_at
+from reenact.model.networks import Generator, denormalise, normalise
 from reenact.model.presets import PRESETS
 from reenact.smoothing import OneEuroFilter
 
@@ -110,16 +110,14 @@ class GeneratorEditor:
         landmarks = torch.from_numpy(normalise(points, size).astype(np.float32))[None].to(self.device)
         src = torch.from_numpy(source)[None].to(self.device)
         tgt = torch.from_numpy(goal)[None].to(self.device)
-        flow = self.model(None, landmarks, src, tgt)["flow"]
+        flow, moves = self.model.motion(landmarks, src, tgt)
         if self.smooth:
             flow = torch.from_numpy(self._flow(flow.cpu().numpy(), t).astype(np.float32)).to(self.device)
         image = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].float() / 255
         result = self.model(image, landmarks, src, tgt, flow=flow)
         edited = (result["output"][0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
-        # Where the landmarks went: a backward flow moves content from x + flow(x) to x, so to first order a
-        # point p lands at p - flow(p). The paste-back mask covers both, so a dropped jaw is not cut off.
-        moved = landmarks - sample_at(flow, landmarks)
-        return edited, denormalise(moved[0].cpu().numpy(), size)
+        # The paste-back mask covers where the landmarks were and where they went, so a dropped jaw is not cut off.
+        return edited, denormalise((landmarks - moves)[0].cpu().numpy(), size)
 
 
 @dataclass(frozen=True)

@@ -133,3 +133,103 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
 
 def write_report(path: Path, report: dict) -> None:
     path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = None) -> dict[str, float]:
+    """Mean absolute frame-to-frame change (0-255) of the edited clip and of the source, inside ``box``
+    (x0, y0, x1, y1; the whole frame when None), and their ratio."""
+    from reenact.video import VideoReader
+
+    def temporal(path: Path) -> float:
+        total, count, previous = 0.0, 0, None
+        with VideoReader(path) as reader:
+            for frame in reader:
+                image = frame.image.astype(np.float32)
+                if box is not None:
+                    x0, y0, x1, y1 = box
+                    image = image[y0:y1, x0:x1]
+                if previous is not None:
+                    total += float(np.abs(image - previous).mean())
+                    count += 1
+                previous = image
+        return total / max(count, 1)
+
+    ours, theirs = temporal(edited), temporal(source)
+    return {"edited": ours, "source": theirs, "ratio": ours / max(theirs, 1e-6)}
+
+
+@torch.no_grad()
+def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces: int = 6, seed: int = 3) -> None:
+    """A PNG grid: one row per face, columns source then each single-AU edit and each preset."""
+    from reenact.model.presets import PRESETS
+    from reenact.video import atomic_output
+
+    batch = PairSampler(clips, seed=seed).sample(faces, images=True)
+    columns: list[tuple[str, np.ndarray]] = [("source", batch.image_a)]
+    for name, change in SINGLE_AU_EDITS:
+        target = batch.aus_a.copy()
+        for au, delta in change.items():
+            target[:, AU_NAMES.index(au)] = np.clip(target[:, AU_NAMES.index(au)] + delta, 0, 5)
+        columns.append((f"{name}+", _generate(model, batch, target)))
+    for preset, values in PRESETS.items():
+        target = batch.aus_a.copy()
+        for au, value in values.items():
+            target[:, AU_NAMES.index(au)] = value
+        columns.append((preset, _generate(model, batch, target)))
+    size = batch.image_a.shape[-1]
+    label = 18
+    grid = np.full((label + faces * size, len(columns) * size, 3), 255, np.uint8)
+    for c, (name, images) in enumerate(columns):
+        cv2.putText(grid, name, (c * size + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        for r, image in enumerate(images):
+            grid[label + r * size : label + (r + 1) * size, c * size : (c + 1) * size] = (
+                np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5
+            ).astype(np.uint8)
+    with atomic_output(path) as tmp:
+        cv2.imwrite(str(tmp), grid[:, :, ::-1])
+
+
+def evaluate(
+    dataset_dir: Path, model_name: str | Path | None = None, split: Path | None = None, pairs: int = 256,
+    faces: int = 48, flicker_clips: int = 2, compare: Path | None = None,
+) -> dict:
+    """All metrics on the validation identities of ``split`` (a run's split.json; else every clip)."""
+    from reenact.api import GeneratorOptions, edit_expression
+    from reenact.editing import ExpressionTarget
+    from reenact.model.io import load_generator
+    from reenact.train.prepare import load_dataset
+
+    people = json.loads(Path(split).read_text())["validation"] if split else None
+    index = json.loads((Path(dataset_dir) / "index.json").read_text())
+    ids = [e["id"] for e in index["clips"] if people is None or e["identity"] in people]
+    dataset = load_dataset(dataset_dir, ids)
+    clips = list(dataset.clips)
+    model = load_generator(model_name)
+    report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
+    report["self_reenactment"] = vars(self_reenactment(model, clips, pairs))
+    report["au_fidelity"] = au_fidelity(model, clips, faces)
+    report["flicker"] = {}
+    for clip in sorted(clips, key=lambda c: -len(c.frame))[:flicker_clips]:
+        edited = Path(dataset_dir) / f".eval-{Path(clip.id).name}.mp4"
+        try:
+            edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8), GeneratorOptions(model_name))
+            report["flicker"][clip.id] = flicker(Path(clip.source), edited, face_box(clip.source))
+        finally:
+            edited.unlink(missing_ok=True)
+    if compare is not None:
+        compare.mkdir(parents=True, exist_ok=True)
+        compare_grid(model, clips, compare / "grid.png")
+    return report
+
+
+def face_box(path: str | Path) -> tuple[int, int, int, int]:
+    """The tracked face's box, widened by half, on a clip's first frame: where flicker is measured."""
+    from reenact.video import VideoReader
+
+    with VideoReader(path) as reader, FaceTracker(video_mode=False) as tracker:
+        frame = next(iter(reader))
+        face = tracker(frame.image, 0.0)
+    h, w = frame.image.shape[:2]
+    x0, y0, x1, y1 = face.box
+    dx, dy = (x1 - x0) / 4, (y1 - y0) / 4
+    return int(max(0, x0 - dx)), int(max(0, y0 - dy)), int(min(w, x1 + dx)), int(min(h, y1 + dy))

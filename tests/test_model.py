@@ -12,9 +12,9 @@ from reenact.editing import AUEdit, ExpressionTarget, parse_au_edit
 from reenact.errors import ModelFileError
 from reenact.face.aus import AU_NAMES
 from reenact.model.io import load_generator, save_generator
-from reenact.model.networks import Generator, GeneratorConfig, normalise, sample_at, warp
+from reenact.model.networks import Generator, GeneratorConfig, normalise, sample_at, splat, warp
 from reenact.model.presets import PRESETS, parse_preset
-from reenact.train.losses import landmark_flow_loss
+from reenact.train.losses import landmark_motion_loss
 
 SMALL = GeneratorConfig(motion_width=64, motion_channels=16, texture_channels=8)
 
@@ -58,16 +58,19 @@ def test_flow_convention_is_backward_in_normalised_units() -> None:
     assert torch.allclose(warped[0, 0, :, 4:20], image[0, 0, :, 6:22], atol=1e-4)
 
 
-def test_landmark_loss_is_zero_for_the_exact_flow() -> None:
-    """If the flow at B's landmarks points exactly at A's, the loss is 0; a zero flow is not."""
-    size = 16
+def test_landmark_loss_is_zero_for_the_exact_motion() -> None:
     b = torch.rand(1, 478, 2) * 1.6 - 0.8
-    shift = torch.tensor([0.1, -0.05])
-    a = b + shift
-    flow = shift.view(1, 2, 1, 1).expand(1, 2, size, size).contiguous()
-    assert landmark_flow_loss(flow, a, b) < 1e-6
-    assert landmark_flow_loss(torch.zeros_like(flow), a, b) > 0.05
-    assert torch.allclose(sample_at(flow, b), shift.expand(1, 478, 2), atol=1e-6)
+    a = b + torch.tensor([0.1, -0.05])
+    assert landmark_motion_loss(a - b, a, b) < 1e-9
+    assert landmark_motion_loss(torch.zeros_like(a), a, b) > 1.0
+
+
+def test_the_dense_flow_carries_each_landmark_move_and_fades_away_from_the_face() -> None:
+    points = torch.tensor([[[-0.3, 0.0], [0.3, 0.0]]])
+    values = torch.tensor([[[0.05, 0.0], [0.0, -0.04]]])
+    field = splat(points, values, 64, 0.04)
+    assert torch.allclose(sample_at(field, points), values, atol=0.005)
+    assert field[0, :, 0, 0].abs().max() < 1e-4 and field[0, :, 63, 63].abs().max() < 1e-4
 
 
 def test_normalised_coordinates_match_pixel_centres() -> None:

@@ -15,6 +15,7 @@ pixel centres at ``(i + 0.5) / S * 2 - 1``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -33,7 +34,8 @@ class GeneratorConfig:
     flow_size: int = 64
     texture_size: int = 128
     motion_width: int = 512
-    motion_channels: int = 48
+    motion_channels: int = 48  # unused since per-landmark motion; kept so older configs still load
+    flow_sigma: float = 0.04  # spread of each landmark's motion in the dense flow, normalised units
     texture_channels: int = 32
     max_flow: float = 0.35
 
@@ -52,45 +54,59 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 class MotionNet(nn.Module):
     """(landmarks, source AUs, target AUs) -> backward flow (B, 2, flow_size, flow_size).
 
-    Two parts: a learned deformation field per AU in the aligned crop's frame, weighted by how much that AU
-    changes (the part a linear model of the data already explains, and exactly zero for no change), and a
-    network that corrects it for this face's shape and the AUs' starting intensities.
+    Motion is predicted per landmark, so it follows this face's own features (a dense field in crop space would
+    put a lip's motion wherever an average lip is): a learned displacement per AU and landmark, weighted by how
+    much the AU changes (what a linear model of the data explains; exactly zero for no change), plus a network
+    that corrects it for this face's shape and the AUs' starting intensities. The displacements are then spread
+    into a smooth dense flow around where the landmarks land (Gaussian-weighted, fading to zero away from the face).
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
-        self.basis = nn.Parameter(torch.zeros(config.n_aus, 2, config.flow_size, config.flow_size))
-        c = config.motion_channels
-        self.encode = nn.Sequential(
-            nn.Linear(config.n_landmarks * 2 + 2 * config.n_aus, config.motion_width),
+        n = config.n_landmarks
+        self.basis = nn.Parameter(torch.zeros(config.n_aus, n, 2))
+        self.correct = nn.Sequential(
+            nn.Linear(n * 2 + 2 * config.n_aus, config.motion_width),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(config.motion_width, config.motion_width),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(config.motion_width, c * 8 * 8),
+            nn.Linear(config.motion_width, n * 2),
         )
-        ups = []
-        size, channels = 8, c
-        while size < config.flow_size:
-            # Halve the channels as the resolution doubles: the fine levels only refine a smooth field.
-            out = channels if size < 16 else max(channels // 2, 8)
-            ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), _conv(channels, out)]
-            size, channels = size * 2, out
-        self.decode = nn.Sequential(*ups, nn.Conv2d(channels, 2, 3, padding=1))
+        # Start as the pure per-AU model; the correction grows only where the data asks for it.
+        nn.init.zeros_(self.correct[-1].weight)
+        nn.init.zeros_(self.correct[-1].bias)
 
-    def field(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([landmarks.flatten(1), source_aus / AU_SCALE, target_aus / AU_SCALE], dim=1)
-        h = self.encode(x).view(-1, self.config.motion_channels, 8, 8)
-        return torch.tanh(self.decode(h)) * self.config.max_flow
-
-    def forward(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
-        # Both corrections in one batch: their difference is exactly zero when target == source.
+    def displacements(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
+        """Per landmark, where its content comes from relative to where it lands: (B, N, 2), normalised units."""
         n = landmarks.shape[0]
-        both = self.field(
-            torch.cat([landmarks, landmarks]), torch.cat([source_aus, source_aus]), torch.cat([target_aus, source_aus])
-        )
-        linear = torch.einsum("bk,kchw->bchw", (target_aus - source_aus) / AU_SCALE, self.basis)
+        x = torch.cat([
+            torch.cat([landmarks, landmarks]).flatten(1),
+            torch.cat([source_aus, source_aus]) / AU_SCALE,
+            torch.cat([target_aus, source_aus]) / AU_SCALE,
+        ], dim=1)
+        both = self.correct(x).view(2 * n, -1, 2)
+        linear = torch.einsum("bk,knc->bnc", (target_aus - source_aus) / AU_SCALE, self.basis)
+        # The correction's two halves cancel exactly when target == source.
         return linear + both[:n] - both[n:]
+
+    def forward(
+        self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dense flow, per-landmark moves). A landmark at p lands at p - move, and the flow there is the move."""
+        moves = self.displacements(landmarks, source_aus, target_aus)
+        return splat(landmarks - moves, moves, self.config.flow_size, self.config.flow_sigma), moves
+
+
+def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """A smooth (B, C, size, size) field through ``values`` (B, N, C) at ``points`` (B, N, 2, normalised):
+    Gaussian-weighted means, with a small constant weight on zero so the field fades out beyond ~3 sigma."""
+    b = points.shape[0]
+    grid = identity_grid(size, 1, points.device, points.dtype).reshape(1, -1, 2)
+    d2 = torch.cdist(grid.expand(b, -1, -1), points).square()
+    weights = torch.exp(-d2 / (2 * sigma * sigma))
+    field = (weights @ values) / (weights.sum(dim=-1, keepdim=True) + math.exp(-4.5))
+    return field.transpose(1, 2).reshape(b, values.shape[-1], size, size)
 
 
 class TextureNet(nn.Module):
@@ -171,11 +187,12 @@ class Generator(nn.Module):
         flow: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``landmarks``: (B, 478, 2) in normalised crop coordinates. ``flow``: a precomputed (e.g. time-smoothed)
-        flow to use instead of the motion net's own. ``crop=None`` runs the motion step only."""
-        if flow is None:
-            flow = self.motion(landmarks, source_aus, target_aus)
+        flow to use instead of the motion net's own. ``crop=None`` predicts the landmarks' moves only."""
         if crop is None:
-            return {"flow": flow}
+            return {"moves": self.motion.displacements(landmarks, source_aus, target_aus)}
+        moves = None
+        if flow is None:
+            flow, moves = self.motion(landmarks, source_aus, target_aus)
         warped = warp(crop, flow)
         size = self.config.texture_size
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")
@@ -185,4 +202,4 @@ class Generator(nn.Module):
             residual = F.interpolate(residual, size=crop.shape[-2:], mode="bilinear", align_corners=False)
             mask = F.interpolate(mask, size=crop.shape[-2:], mode="bilinear", align_corners=False)
         out = (warped + mask * residual).clamp(0, 1)
-        return {"output": out, "warped": warped, "flow": flow, "mask": mask, "residual": residual}
+        return {"output": out, "warped": warped, "flow": flow, "moves": moves, "mask": mask, "residual": residual}

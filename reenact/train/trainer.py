@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from reenact.model.io import load_generator, save_generator
-from reenact.model.networks import Generator, GeneratorConfig, sample_at
-from reenact.train.losses import gradient_l1, landmark_flow_loss, masked_l1, smoothness
+from reenact.model.networks import Generator, GeneratorConfig
+from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
 from reenact.train.pairs import MESH, PairBatch, PairSampler
 from reenact.train.prepare import PreparedClip, load_dataset
 from reenact.video import atomic_output
@@ -46,7 +46,6 @@ class TrainOptions:
     validation_people: int = 8  # identities held out of training, for validation
     validation_pairs: int = 128
     init: str | None = None  # start from these weights (e.g. the motion phase's model for the texture phase)
-    smooth_weight: float = 0.05
     mask_weight: float = 0.02
     gradient_weight: float = 0.5
     landmark_weight: float = 1.0
@@ -76,14 +75,13 @@ def _tensors(batch: PairBatch, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _losses(model: torch.nn.Module, t: dict[str, torch.Tensor], options: TrainOptions) -> dict[str, torch.Tensor]:
-    images = options.phase != "motion"
-    result = model(t["image_a"] if images else None, t["landmarks_a"], t["aus_a"], t["aus_b"])
-    flow = result["flow"]
+    # One forward pass per step (DistributedDataParallel allows no more).
+    result = model(t.get("image_a"), t["landmarks_a"], t["aus_a"], t["aus_b"])
     losses: dict[str, torch.Tensor] = {}
     if options.phase in ("motion", "joint"):
-        losses["landmarks"] = options.landmark_weight * landmark_flow_loss(flow, t["landmarks_a"], t["landmarks_b"])
-        losses["smooth"] = options.smooth_weight * smoothness(flow)
-    if images:
+        moves = result["moves"]
+        losses["landmarks"] = options.landmark_weight * landmark_motion_loss(moves, t["landmarks_a"], t["landmarks_b"])
+    if options.phase != "motion":
         out, mask = result["output"], t["mask_b"]
         losses["l1"] = masked_l1(out, t["image_b"], mask)
         losses["grad"] = options.gradient_weight * gradient_l1(out, t["image_b"], mask)
@@ -101,8 +99,7 @@ def validate(model: Generator, batch: PairBatch, device: torch.device) -> dict[s
     """Landmark error of the flow against no motion, and masked PSNR of the output against copying A."""
     t = _tensors(batch, device)
     size = batch.image_a.shape[-1] if batch.image_a is not None else 128
-    flow = model(None, t["landmarks_a"], t["aus_a"], t["aus_b"])["flow"]
-    moved = sample_at(flow, t["landmarks_b"][:, :MESH])
+    moved = model(None, t["landmarks_a"], t["aus_a"], t["aus_b"])["moves"][:, :MESH]
     target = t["landmarks_a"][:, :MESH] - t["landmarks_b"][:, :MESH]
     pixels = size / 2  # normalised units -> crop pixels
     out = {
@@ -149,7 +146,11 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     for p in trainable.parameters():
         p.requires_grad_(True)
     model.train()
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=options.lr)
+    # The per-AU deformation fields need to travel far from zero; the rest is a small correction on top.
+    basis = [model.motion.basis] if model.motion.basis.requires_grad else []
+    rest = [p for p in model.parameters() if p.requires_grad and p is not model.motion.basis]
+    groups = [{"params": rest}] + ([{"params": basis, "lr": options.lr * 10}] if basis else [])
+    optimizer = torch.optim.Adam(groups, lr=options.lr)
     checkpoint = out / "checkpoint.pt"
     step = 0
     if checkpoint.exists():

@@ -1,0 +1,122 @@
+"""`reenact edit` and `reenact transfer` with the default model on real faces, through the real pipeline."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from reenact.video import VideoReader, probe
+
+pytestmark = pytest.mark.usefixtures("require_face_model")
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reenact", *map(str, args), "--quiet"], capture_output=True, text=True, timeout=600)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+@pytest.fixture
+def grid_clip(shared_data: Path) -> Path:
+    return shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
+
+
+@pytest.fixture
+def astronaut_png(astronaut: np.ndarray, tmp_path: Path) -> Path:
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), astronaut[:, :, ::-1])
+    return path
+
+
+def test_an_empty_edit_gives_back_the_video(grid_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "same.mp4"
+    result = run_cli("edit", grid_clip, "-o", out, "--au", "AU12=+0")
+    assert result.returncode == 0, result.stderr
+    with VideoReader(grid_clip) as a, VideoReader(out) as b:
+        pairs = list(zip(a, b, strict=True))
+    assert len(pairs) == 75
+    assert min(psnr(fa.image, fb.image) for fa, fb in pairs) >= 38.0
+    assert [fb.time for _, fb in pairs] == pytest.approx([fa.time for fa, _ in pairs], abs=1e-6)
+    assert audio_packets(out) == audio_packets(grid_clip)
+
+
+def test_an_empty_edit_of_an_image_is_exact(astronaut_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "same.png"
+    assert run_cli("edit", astronaut_png, "-o", out, "--au", "AU26=+0").returncode == 0
+    assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(astronaut_png)))
+
+
+def test_an_edit_changes_the_face_and_nothing_else(astronaut_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "open.png"
+    result = run_cli("edit", astronaut_png, "-o", out, "--au", "AU26=+3", "--au", "AU25=+2")
+    assert result.returncode == 0, result.stderr
+    a, b = cv2.imread(str(astronaut_png)).astype(int), cv2.imread(str(out)).astype(int)
+    changed = np.abs(a - b).max(axis=2) > 8
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 100  # the face moved
+    assert 150 < xs.min() and xs.max() < 320 and ys.min() > 50 and ys.max() < 260  # ...and only the face
+    assert np.array_equal(a[300:], b[300:]) and np.array_equal(a[:, :120], b[:, :120])
+
+
+def test_a_time_range_leaves_the_rest_alone(grid_clip: Path, tmp_path: Path) -> None:
+    plain, ranged = tmp_path / "plain.mp4", tmp_path / "ranged.mp4"
+    assert run_cli("edit", grid_clip, "-o", plain, "--au", "AU12=+0").returncode == 0
+    assert run_cli("edit", grid_clip, "-o", ranged, "--preset", "happy", "--start", "1.0", "--end", "2.0").returncode == 0
+    with VideoReader(plain) as a, VideoReader(ranged) as b:
+        diffs = [(fa.time, psnr(fa.image, fb.image)) for fa, fb in zip(a, b, strict=True)]
+    outside = [p for t, p in diffs if t < 0.6 or t > 2.4]
+    inside = [p for t, p in diffs if 1.1 < t < 1.9]
+    # Untouched there, but for the encoder (its predicted frames lean on edited ones nearby): >= 38 dB.
+    assert min(outside) > 38
+    assert max(inside) < np.median(outside) - 6  # clearly edited inside the range
+
+
+def test_transfer_animates_a_still_image_along_the_driving_clip(astronaut_png: Path, grid_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "animated.mp4"
+    result = run_cli("transfer", astronaut_png, grid_clip, "-o", out)
+    assert result.returncode == 0, result.stderr
+    info = probe(out)
+    assert (info.width, info.height) == (512, 512) and info.frame_count == 75
+    with VideoReader(grid_clip) as a, VideoReader(out) as b:
+        assert [f.time for f in b] == pytest.approx([f.time for f in a], abs=1e-6)
+    assert audio_packets(out) == audio_packets(grid_clip)  # a still image has no audio: the driving clip's
+
+
+def test_transfer_onto_a_video_keeps_its_timeline_and_audio(grid_clip: Path, shared_data: Path, tmp_path: Path) -> None:
+    driving = shared_data / "train" / "video-retalking" / "3.mp4"
+    out = tmp_path / "transferred.mp4"
+    result = run_cli("transfer", grid_clip, driving, "-o", out, "--aus", "AU12,AU26", "--au-scale", "0.8")
+    assert result.returncode == 0, result.stderr
+    assert probe(out).frame_count == 75
+    assert audio_packets(out) == audio_packets(grid_clip)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--au", "AU99=1"], "AU99"),
+        (["--au", "AU12=lots"], "--au"),
+        (["--preset", "joyful"], "joyful"),
+        (["--au", "AU12=1", "--model", "no-such-model"], "no-such-model"),
+        ([], "nothing to edit"),
+    ],
+)
+def test_bad_edit_options_are_one_line_errors(astronaut_png: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    out = tmp_path / "out.png"
+    result = run_cli("edit", astronaut_png, "-o", out, *args)
+    assert result.returncode == 1 and needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
