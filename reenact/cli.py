@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=3e-4)
     train.add_argument("--init", metavar="MODEL", help="start from these weights")
     train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
+    train.add_argument("--mask-weight", type=float, default=0.002, help="penalty on the texture mask's area (default 0.002)")
     evaluate = command("eval", "Measure a generator on the validation people of a prepared dataset.")
     evaluate.add_argument("dataset", help="folder written by reenact prepare")
     evaluate.add_argument("--model", help="generator name in models/ or path (default: models/default)")
@@ -185,7 +186,7 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.train.trainer import TrainOptions, train
 
         options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
-                               validation_people=args.validation_people)
+                               validation_people=args.validation_people, mask_weight=args.mask_weight)
         result = train(args.dataset, args.output, options, progress)
         if not args.quiet:
             print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)

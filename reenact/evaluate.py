@@ -6,6 +6,7 @@
   reader (never with a network the generator was trained against): the share of the requested change that
   shows, and how far the other AUs move.
 - Flicker: mean frame-to-frame change inside the face over an edited clip, against the source clip's own.
+- Identity: dlib's face descriptor distance between each face and its edits (optional extra ``reenact[eval]``).
 """
 
 from __future__ import annotations
@@ -208,8 +209,13 @@ def evaluate(
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     report["self_reenactment"] = vars(self_reenactment(model, clips, pairs))
     report["au_fidelity"] = au_fidelity(model, clips, faces)
+    try:
+        report["identity_dlib"] = identity_distance(model, clips)
+    except ImportError:
+        report["identity_dlib"] = "not measured: pip install 'reenact[eval]' (dlib-bin, face-recognition-models)"
     report["flicker"] = {}
-    for clip in sorted(clips, key=lambda c: -len(c.frame))[:flicker_clips]:
+    # Short clips (but long enough to see flicker) keep this part quick.
+    for clip in sorted([c for c in clips if len(c.frame) >= 100], key=lambda c: len(c.frame))[:flicker_clips]:
         edited = Path(dataset_dir) / f".eval-{Path(clip.id).name}.mp4"
         try:
             edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8), GeneratorOptions(model_name))
@@ -233,3 +239,63 @@ def face_box(path: str | Path) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = face.box
     dx, dy = (x1 - x0) / 4, (y1 - y0) / 4
     return int(max(0, x0 - dx)), int(max(0, y0 - dy)), int(min(w, x1 + dx)), int(min(h, y1 + dy))
+
+
+class IdentityMeter:
+    """dlib's ResNet face descriptor (the optional extra ``reenact[eval]``): distance between two faces' 128-D
+    descriptors; 0.6 is dlib's same-person threshold."""
+
+    def __init__(self) -> None:
+        import importlib.util
+
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")  # found without importing its pkg_resources
+        if spec is None or spec.origin is None:
+            raise ImportError("face_recognition_models is not installed")
+        models = Path(spec.origin).parent / "models"
+        self._detect = dlib.get_frontal_face_detector()
+        self._shape = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self._encode = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+        self._dlib = dlib
+
+    def descriptor(self, image: np.ndarray) -> np.ndarray | None:
+        """(3, S, S) float crop in [0, 1] -> 128-D descriptor, or None without a face."""
+        rgb = (np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb = cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_CUBIC)
+        boxes = self._detect(rgb, 0)
+        if not boxes:
+            return None
+        box = max(boxes, key=lambda r: r.area())
+        return np.array(self._encode.compute_face_descriptor(rgb, self._shape(rgb, box)))
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> float | None:
+        da, db = self.descriptor(a), self.descriptor(b)
+        return None if da is None or db is None else float(np.linalg.norm(da - db))
+
+
+@torch.no_grad()
+def identity_distance(model: Generator, clips: list[PreparedClip], faces: int = 24, seed: int = 5) -> dict[str, float]:
+    """Mean dlib distance between each source face and its edits (every single-AU edit and preset)."""
+    from reenact.model.presets import PRESETS
+
+    meter = IdentityMeter()
+    batch = PairSampler(clips, seed=seed).sample(faces, images=True)
+    targets = []
+    for _, change in SINGLE_AU_EDITS:
+        target = batch.aus_a.copy()
+        for au, delta in change.items():
+            target[:, AU_NAMES.index(au)] = np.clip(target[:, AU_NAMES.index(au)] + delta, 0, 5)
+        targets.append(target)
+    for values in PRESETS.values():
+        target = batch.aus_a.copy()
+        for au, value in values.items():
+            target[:, AU_NAMES.index(au)] = value
+        targets.append(target)
+    distances = []
+    for target in targets:
+        for source, edited in zip(batch.image_a, _generate(model, batch, target)):
+            d = meter.distance(source, edited)
+            if d is not None:
+                distances.append(d)
+    return {"mean": float(np.mean(distances)), "max": float(np.max(distances)), "pairs": len(distances)}

@@ -46,7 +46,7 @@ class TrainOptions:
     validation_people: int = 8  # identities held out of training, for validation
     validation_pairs: int = 128
     init: str | None = None  # start from these weights (e.g. the motion phase's model for the texture phase)
-    mask_weight: float = 0.02
+    mask_weight: float = 0.002  # 0.02 drove the mask to zero (texture unused) within 250 steps
     gradient_weight: float = 0.5
     landmark_weight: float = 1.0
     config: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(motion_channels=32, texture_channels=24))
