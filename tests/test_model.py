@@ -36,15 +36,27 @@ def test_an_empty_edit_changes_nothing() -> None:
     assert torch.allclose(result["output"], crop, atol=1e-6)
 
 
-def test_an_edit_moves_and_retextures() -> None:
-    torch.manual_seed(1)
+def test_an_untrained_model_starts_with_no_motion() -> None:
     model = Generator(SMALL).eval()
     crop, landmarks, aus = random_inputs()
+    with torch.no_grad():
+        result = model(crop, landmarks, aus, aus + 1)
+    assert torch.equal(result["flow"], torch.zeros_like(result["flow"]))
+
+
+def test_the_default_model_moves_the_mouth_corners_for_a_smile() -> None:
+    """AU12 pulls the lip corners (landmarks 61 and 291) outward and up; the texture step joins in."""
+    model = load_generator()
+    crop, landmarks, aus = random_inputs(batch=1)
     target = aus.clone()
     target[:, AU_NAMES.index("AU12")] += 2
     with torch.no_grad():
         result = model(crop, landmarks, aus, target)
-    assert result["flow"].abs().max() > 0 and result["mask"].max() > 0
+    moves = result["moves"][0] * 64  # crop pixels at 128
+    # A landmark lands at p - move: the subject's right corner (61, image left) goes left, the other right; both up.
+    assert moves[61, 0] > 0.5 and moves[291, 0] < -0.5
+    assert moves[61, 1] > 0.5 and moves[291, 1] > 0.5
+    assert result["flow"].abs().max() > 0.005 and result["mask"].max() > 0
     assert result["output"].shape == crop.shape
 
 
