@@ -202,12 +202,12 @@ class GeneratorOptions:
     smooth: bool = True
     device: str = "auto"  # 'auto': the GPU when there is one
 
-    def editor(self, target: Callable[[np.ndarray, float], np.ndarray]) -> EditPasteStage:
+    def editor(self, target: Callable[[np.ndarray, float], np.ndarray]) -> CropEditor:
         from reenact.editing import GeneratorEditor
         from reenact.model.io import load_generator
 
         device = pick_device(self.device)
-        return EditPasteStage(GeneratorEditor(load_generator(self.model, device), target, self.smooth, device))
+        return GeneratorEditor(load_generator(self.model, device), target, self.smooth, device)
 
 
 def edit_expression(
@@ -220,7 +220,7 @@ def edit_expression(
     progress: bool = False,
 ) -> RunReport:
     """Edit the expression of the face in a video or image toward ``target`` with the generator."""
-    return _video_job(input, output, [generator.editor(target)], tracking, encode, progress, "edit")
+    return edit_video(input, output, generator.editor(target), tracking, encode, progress)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -273,7 +273,7 @@ def transfer_expression(
 
     check_output_path(output, source, driving)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    stage = generator.editor(TransferTarget(track, relative, au_scale, aus or AU_NAMES))
+    stage = EditPasteStage(generator.editor(TransferTarget(track, relative, au_scale, aus or AU_NAMES)))
     source_info = probe(source)
     audio = audio or ("driving" if source_info.is_image else "source")
     audio_from = {"source": source, "driving": driving, "none": None}[audio]

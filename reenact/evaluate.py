@@ -36,6 +36,21 @@ SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 
 
+def edit_targets(aus: np.ndarray, presets: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(name, target AUs) for each single-AU edit (and each preset) of the rows of ``aus``, built by the same
+    ExpressionTarget that ``reenact edit`` uses."""
+    from reenact.editing import AUEdit, ExpressionTarget
+    from reenact.model.presets import PRESETS
+
+    targets = [
+        (f"{name}+", ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items())))
+        for name, change in SINGLE_AU_EDITS
+    ]
+    if presets:
+        targets += [(preset, ExpressionTarget(preset=preset)) for preset in PRESETS]
+    return [(name, np.stack([target(row, 0.0) for row in aus]).astype(np.float32)) for name, target in targets]
+
+
 def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """PSNR of float images in [0, 1] (..., H, W, C or C, H, W broadcastable with mask) inside the mask."""
     mse = float(((a - b) ** 2 * mask).sum() / (mask.sum() * 3 + 1e-8))
@@ -111,13 +126,8 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
     with FaceTracker(video_mode=False) as tracker:
         # The crops as they are, measured the same way, are the reference the edits are compared with.
         before = measure_aus(tracker, batch.image_a)
-        for name, change in SINGLE_AU_EDITS:
-            target = batch.aus_a.copy()
-            asked = np.zeros_like(target)
-            for au, delta in change.items():
-                i = AU_NAMES.index(au)
-                target[:, i] = np.clip(target[:, i] + delta, 0, 5)
-                asked[:, i] = target[:, i] - batch.aus_a[:, i]
+        for (name, change), (_, target) in zip(SINGLE_AU_EDITS, edit_targets(batch.aus_a, presets=False)):
+            asked = target - batch.aus_a
             after = measure_aus(tracker, _generate(model, batch, target))
             moved = after - before
             ok = ~np.isnan(moved).any(axis=1)
@@ -130,10 +140,6 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
                 "faces": int(ok.sum()),
             }
     return results
-
-
-def write_report(path: Path, report: dict) -> None:
-    path.write_text(json.dumps(report, indent=1) + "\n")
 
 
 def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = None) -> dict[str, float]:
@@ -162,21 +168,11 @@ def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = 
 @torch.no_grad()
 def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces: int = 6, seed: int = 3) -> None:
     """A PNG grid: one row per face, columns source then each single-AU edit and each preset."""
-    from reenact.model.presets import PRESETS
     from reenact.video import atomic_output
 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     columns: list[tuple[str, np.ndarray]] = [("source", batch.image_a)]
-    for name, change in SINGLE_AU_EDITS:
-        target = batch.aus_a.copy()
-        for au, delta in change.items():
-            target[:, AU_NAMES.index(au)] = np.clip(target[:, AU_NAMES.index(au)] + delta, 0, 5)
-        columns.append((f"{name}+", _generate(model, batch, target)))
-    for preset, values in PRESETS.items():
-        target = batch.aus_a.copy()
-        for au, value in values.items():
-            target[:, AU_NAMES.index(au)] = value
-        columns.append((preset, _generate(model, batch, target)))
+    columns += [(name, _generate(model, batch, target)) for name, target in edit_targets(batch.aus_a)]
     size = batch.image_a.shape[-1]
     label = 18
     grid = np.full((label + faces * size, len(columns) * size, 3), 255, np.uint8)
@@ -277,23 +273,10 @@ class IdentityMeter:
 @torch.no_grad()
 def identity_distance(model: Generator, clips: list[PreparedClip], faces: int = 24, seed: int = 5) -> dict[str, float]:
     """Mean dlib distance between each source face and its edits (every single-AU edit and preset)."""
-    from reenact.model.presets import PRESETS
-
     meter = IdentityMeter()
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
-    targets = []
-    for _, change in SINGLE_AU_EDITS:
-        target = batch.aus_a.copy()
-        for au, delta in change.items():
-            target[:, AU_NAMES.index(au)] = np.clip(target[:, AU_NAMES.index(au)] + delta, 0, 5)
-        targets.append(target)
-    for values in PRESETS.values():
-        target = batch.aus_a.copy()
-        for au, value in values.items():
-            target[:, AU_NAMES.index(au)] = value
-        targets.append(target)
     distances = []
-    for target in targets:
+    for _, target in edit_targets(batch.aus_a):
         for source, edited in zip(batch.image_a, _generate(model, batch, target)):
             d = meter.distance(source, edited)
             if d is not None:

@@ -18,11 +18,6 @@ def landmark_motion_loss(moves: torch.Tensor, landmarks_a: torch.Tensor, landmar
     return (error**2).sum(dim=-1).mean() * 1000
 
 
-def smoothness(field: torch.Tensor) -> torch.Tensor:
-    """Total variation: a face deforms smoothly."""
-    return (field[..., 1:, :] - field[..., :-1, :]).abs().mean() + (field[..., 1:] - field[..., :-1]).abs().mean()
-
-
 def masked_l1(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((output - target).abs() * mask).sum() / (mask.sum() * output.shape[1] + 1e-6)
 

@@ -1,7 +1,7 @@
 """Self-supervised training of the generator, in phases, resumable, on CPU or GPU, one or many processes.
 
-- ``motion``: the flow must carry A's landmarks onto B's (MediaPipe landmarks give the displacement targets;
-  nobody labels deformations), and be smooth. No images are needed, so this phase is cheap.
+- ``motion``: the predicted landmark moves must carry A's landmarks onto B's (MediaPipe landmarks give the
+  displacement targets; nobody labels deformations). No images are needed, so this phase is cheap.
 - ``texture``: with the motion step frozen, reconstruct B from A warped by the predicted flow: masked L1 and
   gradient L1 inside B's face, and a penalty on the attention mask so the residual stays small and local.
 - ``joint``: both nets, both losses.
