@@ -42,7 +42,7 @@ def face_model() -> Path | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def require_face_model(face_model: Path | None) -> Path:
     if face_model is None:
         _missing(f"the face landmarker model ({DEFAULT_FACE_MODEL} or $REENACT_FACE_LANDMARKER)")

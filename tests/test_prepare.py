@@ -54,10 +54,8 @@ class Prepared:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, face_model: Path | None) -> Prepared:
+def prepared(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, require_face_model: Path) -> Prepared:
     """One run over a folder (synthetic face, faceless clip, non-video, hidden file) plus the GRID clip, 2 workers."""
-    if face_model is None:  # require_face_model is per test; the other test files fail on its absence under CI
-        pytest.skip("the face landmarker model is not available here")
     root = tmp_path_factory.mktemp("prepare")
     inputs = root / "videos"
     (inputs / "synth").mkdir(parents=True)
