@@ -24,6 +24,7 @@ from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, atomic_out
 
 if TYPE_CHECKING:  # torch loads only for the commands that run the generator
     from reenact.editing import ExpressionTarget
+    from reenact.model.networks import Generator
 
 PathLike = str | os.PathLike[str]
 
@@ -204,10 +205,15 @@ class GeneratorOptions:
 
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray]) -> CropEditor:
         from reenact.editing import GeneratorEditor
-        from reenact.model.io import load_generator
 
         device = pick_device(self.device)
-        return GeneratorEditor(load_generator(self.model, device), target, self.smooth, device)
+        return GeneratorEditor(self.load(device), target, self.smooth, device)
+
+    def load(self, device: str) -> Generator:
+        """The generator's weights on ``device``, read from disk at each call (reenact.batch keeps them per worker)."""
+        from reenact.model.io import load_generator
+
+        return load_generator(self.model, device)
 
 
 def edit_expression(

@@ -19,6 +19,16 @@ EXAMPLES = {
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none""",
+    "live": """examples:
+  reenact live --camera 0 --preset happy                     # a preview window; keys below
+  reenact live --camera 0 --source avatar.jpg                 # the avatar follows your expressions
+  reenact live --camera 0 --au AU12=+2 --output me.mp4 --no-preview
+  reenact live --input clip.mp4 --realtime --preset happy --output out.mp4 --max-seconds 5 --report live.json
+  reenact live --input rtsp://cam.local/stream --preset surprised --stream udp://127.0.0.1:9000
+  reenact live --camera 0 --preset happy --virtual-cam        # needs pip install 'reenact[virtualcam]'
+
+preview keys: e or space edit on/off, p next preset, 1-7 a preset, + / - strength, q or Esc quit.
+When the machine falls behind, frames are dropped (and counted) so latency never builds up.""",
     "eval": """examples:
   reenact eval dataset --split runs/motion/split.json --compare eval/ -o eval/report.json
   reenact eval dataset --model runs/texture/model --pairs 512""",
@@ -28,6 +38,7 @@ EXAMPLES = {
     "train": """examples:
   reenact train dataset -o runs/motion --phase motion --steps 4000
   reenact train dataset -o runs/texture --phase texture --init runs/motion/model --steps 2000
+  reenact train dataset -o runs/basis --phase basis --init runs/texture/model   # closed-form motion fields
   torchrun --nproc-per-node 2 -m reenact train dataset -o runs/joint --phase joint""",
     "au": """examples:
   reenact au talk.mp4 -o talk_aus.csv --plot talk_aus.png
@@ -37,6 +48,15 @@ EXAMPLES = {
   reenact track talk.mp4 -o talk_tracked.mp4
   reenact track talk.mp4 -o tracked.mkv --crf 23 --preset fast
   reenact track talk.mov -o tracked.mp4 --codec libx265 --crop-size 512""",
+    "batch": """examples:
+  reenact batch jobs.csv -o out/                          # rows: op,input,driving,output,au,preset,...
+  reenact batch jobs.yaml -o out/ --workers 2             # two jobs at a time
+  reenact batch clips/ -o happy/ --preset happy           # every clip in a folder, one edit
+  reenact batch clips/ -o smile/ --au AU12=+1.5 --au AU26=+1
+  reenact batch jobs.json -o out/ --ray local             # as Ray tasks (pip install 'reenact[ray]')
+  reenact batch jobs.csv -o out/ --ray auto --report runs/batch.json   # on a running Ray cluster
+
+A rerun skips the jobs whose output exists (--force redoes them); OUTDIR/batch_report.json lists every job.""",
 }
 
 
@@ -62,12 +82,13 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--crop-size", type=_crop_size, default=256, help="aligned face crop side in pixels, 64-1024 (default 256)")
 
 
-def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset") -> None:
+def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset", default_preset: str = "medium") -> None:
     # `edit` uses --preset for expressions, so there the encoder's preset is --encoder-preset.
     group = parser.add_argument_group("encoding (as in ffmpeg)")
     group.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
     group.add_argument("--crf", type=int, default=18, help="constant rate factor, lower is better quality (default 18)")
-    group.add_argument(preset_flag, dest="encoder_preset", default="medium", help="encoder speed preset (default medium)")
+    group.add_argument(preset_flag, dest="encoder_preset", default=default_preset,
+                       help=f"encoder speed preset (default {default_preset})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +145,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking(transfer)
     _add_encoding(transfer)
 
+    live = command("live", "Edit a camera or stream live, or drive an image with your face: preview, file, stream.")
+    group = live.add_argument_group("input (one)")
+    group.add_argument("--camera", metavar="N|NAME", help="camera index (0, 1, ...) or device name")
+    group.add_argument("--input", metavar="URL|FILE", help="a stream (rtsp://, udp://, http://...), a pipe or a file")
+    group.add_argument("--realtime", action="store_true", help="pace a file like a camera (dropping frames when behind)")
+    group.add_argument("--camera-size", metavar="WxH", help="ask the camera for this size, e.g. 1280x720")
+    group.add_argument("--camera-fps", type=float, help="ask the camera for this frame rate (default 30)")
+    group = live.add_argument_group("what to do (one)")
+    group.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="edit the face: set or add an AU; repeatable")
+    group.add_argument("--preset", metavar="NAME[:S]", help="edit the face with an expression preset")
+    group.add_argument("--source", metavar="IMAGE|VIDEO", help="drive this face with the input face's expressions")
+    group.add_argument("--au-scale", type=float, default=1.0, help="with --source: scale the expression change (default 1)")
+    group = live.add_argument_group("outputs (any)")
+    group.add_argument("-o", "--output", help="write a video file (kept whatever stops the run)")
+    group.add_argument("--stream", metavar="URL", help="send to rtmp://, udp://, srt://... (low-latency x264)")
+    group.add_argument("--virtual-cam", action="store_true", help="send to a virtual camera (pyvirtualcam)")
+    group.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
+                       help="a window with fps, latency and AU bars (default: when there is a display and no other output)")
+    group.add_argument("--report", metavar="JSON", help="write frames, drops and latency figures here")
+    live.add_argument("--max-seconds", type=float, help="stop after this many seconds")
+    live.add_argument("--stall-timeout", type=float, default=5.0, help="give up when the input sends nothing this long (default 5 s)")
+    live.add_argument("--model", help="generator name in models/ or path (default: models/default)")
+    live.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
+    live.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_tracking(live)
+    _add_encoding(live, "--encoder-preset", default_preset="veryfast")
+
+    batch = command("batch", "Run many edit and transfer jobs: a job file (CSV, YAML, JSON) or a folder with one edit.")
+    batch.add_argument("jobs", help="job file (.csv, .yaml, .yml, .json) or a folder of videos and images")
+    batch.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the outputs and the report")
+    batch.add_argument("--workers", type=int, metavar="N", help="jobs at a time, one process each (default 1; --ray local: all cores)")
+    batch.add_argument("--ray", metavar="auto|local|ADDRESS", help="run the jobs as Ray tasks: start Ray here (local) or join a cluster")
+    batch.add_argument("--force", action="store_true", help="redo jobs whose output exists (default: skip them)")
+    batch.add_argument("--report", metavar="JSON", help="where to write the report (default OUTDIR/batch_report.json)")
+    group = batch.add_argument_group("edit", "a folder's clips all get this edit; in a job file, each field is a default for rows that leave it empty")
+    group.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="set (AU12=2.5) or add (AU12=+1.5); repeatable")
+    group.add_argument("--preset", metavar="NAME[:S]", help="happy, sad, surprised, angry, disgusted, fearful or neutral")
+    group.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
+    group.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
+    group.add_argument("--ramp", type=float, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
+    batch.add_argument("--model", help="generator for jobs that name none (default: models/default)")
+    batch.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
+    batch.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_tracking(batch)
+    _add_encoding(batch, "--encoder-preset")
+
     prepare = command("prepare", "Turn face videos into a training dataset (aligned crops, AUs, landmarks).")
     prepare.add_argument("videos", nargs="+", help="video files or folders")
     prepare.add_argument("-o", "--output", required=True, help="dataset folder")
@@ -137,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", "Train the generator self-supervised on a prepared dataset (resumes where it stopped).")
     train.add_argument("dataset", help="folder written by reenact prepare")
     train.add_argument("-o", "--output", required=True, help="run folder: checkpoint, log, model.safetensors")
-    train.add_argument("--phase", choices=("motion", "texture", "joint"), default="motion")
+    train.add_argument("--phase", choices=("motion", "texture", "joint", "basis"), default="motion",
+                       help="basis: fit the motion step's per-AU fields in closed form (seconds), FACS regions apart")
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, default=3e-4)
@@ -167,6 +235,55 @@ def _edit(args: argparse.Namespace, tracking, progress: bool):
     encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
     generator = api.GeneratorOptions(args.model, not args.no_smooth, args.device)
     return api.edit_expression(args.input, args.output, target, generator, tracking, encode, progress)
+
+
+def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
+    from rich.console import Console
+
+    from reenact import api
+    from reenact.batch import read_jobs, run_batch
+    from reenact.errors import ReenactError
+
+    defaults = {"au": args.au, "preset": args.preset, "start": args.start, "end": args.end, "ramp": args.ramp,
+                "codec": args.codec, "crf": args.crf, "encoder_preset": args.encoder_preset}
+    generator = api.GeneratorOptions(args.model, not args.no_smooth, args.device)
+    jobs = read_jobs(args.jobs, args.output, defaults, generator, tracking)
+    report = run_batch(jobs, args.output, args.workers, args.ray, args.force, args.report, progress)
+    if progress:
+        console = Console(stderr=True)
+        console.print(report.table())
+        console.print(report.summary(), highlight=False, soft_wrap=True)
+    if report.failed:
+        raise ReenactError(f"{len(report.failed)} of {len(report.results)} jobs failed; see {report.path}")
+
+
+def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
+    from reenact import api, live
+    from reenact.editing import parse_au_edit
+    from reenact.model.presets import parse_preset
+
+    if args.source and (args.au or args.preset):
+        raise ValueError("--source drives a face with the input's expressions; --au/--preset edit the input's face: pick one")
+    if not (args.source or args.au or args.preset):
+        raise ValueError("nothing to do: give --preset NAME, --au AUxx=V or --source IMAGE")
+    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
+    control = live.LiveControl(edits=tuple(parse_au_edit(a) for a in args.au), preset=preset, strength=strength)
+    encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
+    outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, encode)
+    source = live.LiveInput(args.camera, args.input, args.realtime, args.camera_size, args.camera_fps)
+
+    def warn(message: str) -> None:
+        if progress:
+            print(f"reenact: live: {message}", file=sys.stderr)
+
+    report = live.run_live(
+        source, outputs, control, args.source, args.au_scale, api.GeneratorOptions(args.model, not args.no_smooth, args.device),
+        tracking, args.max_seconds, args.stall_timeout, args.report, progress, warn,
+    )
+    if progress:
+        print(report.summary(), file=sys.stderr)
+    if report.error:
+        raise live.report_error(report)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -205,6 +322,12 @@ def _run(args: argparse.Namespace) -> None:
         print(text)
         return
     tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
+    if args.command == "batch":
+        _batch(args, tracking, progress)
+        return
+    if args.command == "live":
+        _live(args, tracking, progress)
+        return
     if args.command == "edit":
         report = _edit(args, tracking, progress)
     elif args.command == "transfer":
@@ -237,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _run(args)
     except KeyboardInterrupt:
-        print("reenact: interrupted; no output written", file=sys.stderr)
+        kept = "finished outputs are kept; run again to resume" if args.command == "batch" else "no output written"
+        print(f"reenact: interrupted; {kept}", file=sys.stderr)
         return 130
     except (ReenactError, OSError, ValueError) as exc:
         if args.debug:

@@ -43,3 +43,18 @@ def draw_au_bars(image: np.ndarray, aus: np.ndarray | None, max_value: float = 5
         cv2.rectangle(image, (label_w, y + row // 8), (label_w + length, y + row - row // 8), BAR_COLOUR, -1)
     if aus is None:
         cv2.putText(image, "no face", (label_w, row), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+
+
+def draw_hud(image: np.ndarray, fps: float, latency_ms: float, dropped: int, aus: np.ndarray | None,
+             status: str) -> np.ndarray:
+    """Live mode's heads-up display on a copy of ``image``: AU bars at the top-left, fps, latency, drops and the
+    edit's state along the bottom."""
+    hud = image.copy()
+    draw_au_bars(hud, aus)
+    h = hud.shape[0]
+    scale = max(0.4, h / 900)
+    line = f"{fps:4.1f} fps  latency {latency_ms:4.0f} ms  dropped {dropped}  {status}"
+    y = h - int(12 * scale)
+    cv2.putText(hud, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(hud, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+    return hud

@@ -7,6 +7,7 @@ overlap (all of them release the GIL in their native code). Items keep their ord
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -29,7 +30,25 @@ class _Failure:
         self.error = error
 
 
-def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
+class _Latest:
+    """Live mode's hand-over: a put never waits; it replaces the item the next stage has not taken yet, which is
+    counted as dropped. So no queue ever holds a stale frame, and latency cannot build up behind a slow stage."""
+
+    def __init__(self, on_drop: Callable[[int], None], position: int) -> None:
+        self.on_drop = on_drop
+        self.position = position
+
+
+def _put(q: queue.Queue[Any], item: object, stop: threading.Event, latest: _Latest | None = None) -> bool:
+    if latest is not None and item is not _DONE and not isinstance(item, _Failure):
+        while True:
+            try:
+                q.put_nowait(item)
+                return True
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    q.get_nowait()
+                    latest.on_drop(latest.position)
     # Blocking put that gives up when the pipeline is being torn down, so no thread hangs on a full queue.
     while not stop.is_set():
         try:
@@ -40,17 +59,20 @@ def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     return False
 
 
-def _feed(source: Iterable[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+def _feed(source: Iterable[Any], out: queue.Queue[Any], stop: threading.Event, latest: _Latest | None) -> None:
     try:
         for item in source:
-            if not _put(out, item, stop):
+            if stop.is_set() or not _put(out, item, stop, latest):
                 return
         _put(out, _DONE, stop)
     except BaseException as exc:  # handed to the consumer, which re-raises it in the caller's thread
         _put(out, _Failure(exc), stop)
 
 
-def _stage(fn: Callable[[Any], Any], inq: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event) -> None:
+def _stage(
+    fn: Callable[[Any], Any], inq: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event,
+    latest: _Latest | None,
+) -> None:
     while not stop.is_set():
         try:
             item = inq.get(timeout=0.1)
@@ -64,22 +86,41 @@ def _stage(fn: Callable[[Any], Any], inq: queue.Queue[Any], out: queue.Queue[Any
         except BaseException as exc:
             _put(out, _Failure(exc), stop)
             return
-        if not _put(out, result, stop):
+        if not _put(out, result, stop, latest):
             return
 
 
-def stream(source: Iterable[Any], stages: list[Callable[[Any], Any]], queue_size: int = QUEUE_SIZE) -> Iterator[Any]:
+def stream(
+    source: Iterable[Any],
+    stages: list[Callable[[Any], Any]],
+    queue_size: int = QUEUE_SIZE,
+    on_drop: Callable[[int], None] | None = None,
+    on_idle: Callable[[], None] | None = None,
+) -> Iterator[Any]:
     """Yield ``stages[-1](...stages[0](item))`` for each item of ``source``, each stage in its own thread.
 
     An exception in the source or any stage is re-raised here, in the consumer's thread; stopping early (break,
     an exception in the consumer) shuts every thread down.
+
+    Live mode (``on_drop`` given): every hand-over holds one item and a newer item replaces an untaken one, so
+    a slow stage makes the ones before it drop frames instead of queueing them; ``on_drop(i)`` is called for
+    each item dropped before stage ``i`` (``len(stages)``: before the consumer). ``on_idle`` is called about
+    every 0.1 s while nothing arrives; an exception it raises (a stall) ends the stream.
     """
     stop = threading.Event()
-    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=queue_size) for _ in range(len(stages) + 1)]
-    threads = [threading.Thread(target=_feed, args=(source, queues[0], stop), name="reenact-decode", daemon=True)]
+    live = on_drop is not None
+    size = 1 if live else queue_size
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=size) for _ in range(len(stages) + 1)]
+
+    def latest(position: int) -> _Latest | None:
+        return _Latest(on_drop, position) if on_drop is not None else None
+
+    threads = [threading.Thread(target=_feed, args=(source, queues[0], stop, latest(0)), name="reenact-decode",
+                                daemon=True)]
     for i, fn in enumerate(stages):
         name = f"reenact-{getattr(fn, '__name__', 'stage')}"
-        threads.append(threading.Thread(target=_stage, args=(fn, queues[i], queues[i + 1], stop), name=name, daemon=True))
+        threads.append(threading.Thread(target=_stage, args=(fn, queues[i], queues[i + 1], stop, latest(i + 1)),
+                                        name=name, daemon=True))
     for thread in threads:
         thread.start()
     try:
@@ -87,6 +128,8 @@ def stream(source: Iterable[Any], stages: list[Callable[[Any], Any]], queue_size
             try:
                 item = queues[-1].get(timeout=0.1)
             except queue.Empty:
+                if on_idle is not None:
+                    on_idle()
                 continue
             if item is _DONE:
                 return
@@ -96,14 +139,16 @@ def stream(source: Iterable[Any], stages: list[Callable[[Any], Any]], queue_size
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=5)
+            # A live source blocked in a read (a stalled stream) cannot be interrupted; its thread is a daemon.
+            thread.join(timeout=0.5 if live else 5)
 
 
 # --- The face stages. Each is a callable on FrameState, run in its own thread by ``stream``. ---
 
 
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
-# size, or (edited crop, where the landmarks moved to in the crop) so that the paste-back mask covers both.
+# size, or (edited crop, where the landmarks moved to in the crop) so that the paste-back mask covers both. Giving
+# back the very crop it was handed (the same array) says it changed nothing, and the frame is left as it is.
 CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
 
 
@@ -116,6 +161,7 @@ class FrameState:
     aus: np.ndarray | None = None
     alignment: Alignment | None = None
     crop: np.ndarray | None = None
+    captured: float | None = None  # live mode: time.monotonic() when the frame was captured, for latency
 
 
 class TrackStage:
@@ -162,6 +208,8 @@ class EditPasteStage:
         if state.face is None or state.alignment is None or state.crop is None:
             return state  # frames without a face pass through untouched
         edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
+        if edited is state.crop:
+            return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
         size = state.alignment.crop_size
         mask = face_mask(state.alignment.to_crop(state.face.xy), size)
         if isinstance(edited, tuple):

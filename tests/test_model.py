@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from reenact.editing import AUEdit, ExpressionTarget, parse_au_edit
+from reenact.editing import AUEdit, ExpressionTarget, GeneratorEditor, parse_au_edit
 from reenact.errors import ModelFileError
+from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
+from reenact.face.tracker import FaceObservation
 from reenact.model.io import load_generator, save_generator
 from reenact.model.networks import Generator, GeneratorConfig, normalise, sample_at, splat, warp
 from reenact.model.presets import PRESETS, parse_preset
@@ -83,6 +85,69 @@ def test_the_dense_flow_carries_each_landmark_move_and_fades_away_from_the_face(
     field = splat(points, values, 64, 0.04)
     assert torch.allclose(sample_at(field, points), values, atol=0.005)
     assert field[0, :, 0, 0].abs().max() < 1e-4 and field[0, :, 63, 63].abs().max() < 1e-4
+
+
+def test_the_dense_flow_is_the_gaussian_weighted_mean_of_the_moves() -> None:
+    """splat's separable form against the plain 2-D formula, in float64."""
+    _, points, _ = random_inputs(batch=2)
+    values = torch.randn(2, 478, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.05
+    size, sigma = 64, 0.04
+    axis = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij")[::-1], dim=-1).reshape(-1, 2)  # x, y; y-major
+    d2 = ((grid[None, :, None, :] - points.double()[:, None]) ** 2).sum(-1)
+    weights = torch.exp(-d2 / (2 * sigma**2))
+    expected = (weights @ values) / (weights.sum(-1, keepdim=True) + np.exp(-4.5))
+    expected = expected.transpose(1, 2).reshape(2, 2, size, size)
+    assert torch.allclose(splat(points, values.float(), size, sigma).double(), expected, atol=1e-6)
+
+
+def test_the_texture_net_sees_each_au_as_a_constant_plane() -> None:
+    """Its first layer, computed as image + one AU-weighted kernel over a plane of ones, is the convolution of the
+    image stacked with one constant plane per AU input (target AUs, then their change)."""
+    texture = Generator(SMALL).texture.eval()
+    image, _, aus = random_inputs(batch=3)
+    target = aus + torch.linspace(-1, 1, len(AU_NAMES))
+    seen = []
+    texture.enc1[1].register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    with torch.no_grad():
+        texture(image, target, aus)
+        planes = torch.cat([target, target - aus], dim=1)[:, :, None, None].expand(-1, -1, 64, 64) / 5.0
+        expected = texture.enc1[0](torch.cat([image * 2 - 1, planes], dim=1))
+    assert torch.allclose(seen[0], expected, atol=1e-5)
+
+
+def _face(size: int = 64, seed: int = 0) -> tuple[np.ndarray, FaceObservation]:
+    rng = np.random.default_rng(seed)
+    landmarks = np.zeros((478, 3), np.float32)
+    landmarks[:, :2] = rng.uniform(0.3 * size, 0.7 * size, (478, 2))
+    face = FaceObservation(landmarks, np.zeros(52, np.float32), np.eye(4, dtype=np.float32), (0.0, 0.0, 1.0, 1.0))
+    crop = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return crop, face
+
+
+def test_the_editor_runs_no_network_where_nothing_changes() -> None:
+    """An empty edit gives back the crop itself; after an edit's time range ends, the crop is only warped while
+    the smoothed flow settles, and then given back as it is."""
+    model = Generator(SMALL).eval()
+    with torch.no_grad():
+        model.motion.basis.normal_(0.0, 0.2)  # some motion, for any AU
+    crop, face = _face()
+    alignment = estimate_alignment(face.xy, 64)
+    threads = torch.get_num_threads()
+    try:
+        empty = GeneratorEditor(model, ExpressionTarget((AUEdit("AU12", 0.0, True),)))
+        assert torch.get_num_threads() == 1
+        assert all(empty(crop, face, alignment, i / 25) is crop for i in range(5))
+        ranged = ExpressionTarget((AUEdit("AU12", 3.0, True),), start=0.0, end=0.4, ramp=0.1)
+        editor = GeneratorEditor(model, ranged)
+        results = [editor(crop, face, alignment, i / 25) for i in range(100)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(isinstance(r, tuple) for r in results[:10])  # edited, with the moved landmarks
+    after = results[13:]
+    settled = next(i for i, r in enumerate(after) if r is crop)
+    assert 0 < settled < 50 and all(r is crop for r in after[settled:])
+    assert all(isinstance(r, np.ndarray) and r is not crop for r in after[:settled])  # warped only
 
 
 def test_normalised_coordinates_match_pixel_centres() -> None:

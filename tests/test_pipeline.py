@@ -68,6 +68,43 @@ def test_stopping_early_ends_every_thread_and_reads_ahead_only_a_little() -> Non
     assert len(produced) <= 4 + 3 * (QUEUE_SIZE + 1) + 2
 
 
+def test_live_mode_drops_stale_items_instead_of_queueing_them() -> None:
+    """A source faster than the slowest stage: live mode passes on the newest items and counts the rest."""
+    dropped: list[int] = []
+
+    def camera():
+        for i in range(300):
+            time.sleep(0.002)
+            yield i
+
+    def slow(x: int) -> int:
+        time.sleep(0.02)
+        return x
+
+    out = list(stream(camera(), [lambda x: x, slow], on_drop=dropped.append))
+    assert out == sorted(out) and len(set(out)) == len(out)  # in order, nothing twice
+    assert len(out) + len(dropped) == 300  # every item came out or was counted as dropped
+    assert dropped and set(dropped) <= {0, 1, 2, 3}
+    # The last item out is the camera's last (or nearly): what came out kept up with the source's present.
+    assert out[-1] >= 297
+
+
+def test_live_mode_stops_when_the_idle_check_raises() -> None:
+    def stalled():
+        yield 1
+        time.sleep(10)
+        yield 2
+
+    def watchdog() -> None:
+        raise TimeoutError("stalled")
+
+    got = []
+    with pytest.raises(TimeoutError):
+        for item in stream(stalled(), [lambda x: x], on_drop=lambda i: None, on_idle=watchdog):
+            got.append(item)
+    assert got == [1]
+
+
 @pytest.mark.usefixtures("require_face_model")
 def test_edit_video_changes_what_the_editor_changed_and_nothing_else(shared_data: Path, tmp_path: Path) -> None:
     """An editor that darkens a disc over the mouth: each output frame is darker there and unchanged far away."""

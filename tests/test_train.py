@@ -84,3 +84,23 @@ def test_split_keeps_the_big_speaker_in_training() -> None:
     people = tuple(["GRID-s1"] + [f"P{i:02d}" for i in range(20)])
     train_people, held = split_people(people, 4)
     assert len(held) == 4 and "GRID-s1" in train_people and not set(held) & set(train_people)
+
+
+def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from reenact.face.aus import AU_NAMES
+
+    report = train(tiny_dataset, tmp_path / "basis", TrainOptions(phase="basis", **TINY), progress=False)
+    line = log_lines(tmp_path / "basis")[-1]
+    assert line["fit_landmark_px"] < line["fit_landmark_px_copy"]  # the AUs explain part of the landmark motion
+    model = load_generator(report.weights.with_suffix(""))
+    field = {name: model.motion.basis.detach().numpy()[AU_NAMES.index(name)] for name in AU_NAMES}
+    lips, brows, eyelids = [0, 13, 14, 17, 61, 291], [70, 105, 107, 300, 334, 336], [159, 145, 386, 374]
+    # Nothing moves outside an AU's region: a brow edit cannot open the mouth, a smile cannot lift the brows.
+    assert not field["AU04"][lips].any() and not field["AU01"][lips].any()
+    assert not field["AU12"][brows].any() and not field["AU26"][brows + eyelids].any()
+    assert not field["AU45"][lips + brows].any()
+    # Inside, the fields move things: the jaw drop moves the lower lip, the brow raiser the brows.
+    assert np.abs(field["AU26"][[14, 17]]).sum() > 0 and np.abs(field["AU01"][brows]).sum() > 0
+    assert not model.motion.correct[-1].weight.any() and not model.motion.correct[-1].bias.any()

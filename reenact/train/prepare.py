@@ -85,8 +85,11 @@ class PrepareReport:
     seconds: float
 
 
-def find_clips(videos: Sequence[StrPath], exclude: StrPath | None = None) -> list[ClipSource]:
-    """Video files named or found (recursively) in folders; ids relative to the folder given, else the stem.
+def find_clips(
+    videos: Sequence[StrPath], exclude: StrPath | None = None, extensions: frozenset[str] = VIDEO_EXTENSIONS
+) -> list[ClipSource]:
+    """Video files (by ``extensions``) named or found (recursively) in folders; ids relative to the folder given,
+    else the stem.
 
     Hidden files are left out (they are other tools' temporaries), and so is anything under ``exclude``
     (the output folder, should it lie inside an input folder).
@@ -100,7 +103,7 @@ def find_clips(videos: Sequence[StrPath], exclude: StrPath | None = None) -> lis
         for path in sorted(given.rglob("*")):
             rel = path.relative_to(given)
             hidden = any(part.startswith(".") for part in rel.parts)
-            if hidden or path.suffix.lower() not in VIDEO_EXTENSIONS or not path.is_file():
+            if hidden or path.suffix.lower() not in extensions or not path.is_file():
                 continue
             if skip is not None and path.resolve().is_relative_to(skip):
                 continue

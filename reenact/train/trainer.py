@@ -5,6 +5,8 @@
 - ``texture``: with the motion step frozen, reconstruct B from A warped by the predicted flow: masked L1 and
   gradient L1 inside B's face, and a penalty on the attention mask so the residual stays small and local.
 - ``joint``: both nets, both losses.
+- ``basis``: no gradient steps: the motion step's per-AU displacement fields, fitted in closed form with each AU
+  confined to its FACS region (``reenact.train.basis``); the default model's motion comes from this.
 
 Several processes (``torchrun --nproc-per-node N -m reenact.cli train ...``) train data-parallel with
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
@@ -32,7 +34,7 @@ from reenact.train.pairs import MESH, PairBatch, PairSampler
 from reenact.train.prepare import PreparedClip, load_dataset
 from reenact.video import atomic_output
 
-Phase = Literal["motion", "texture", "joint"]
+Phase = Literal["motion", "texture", "joint", "basis"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     val_batch = PairSampler(val_clips, seed=12345).sample(options.validation_pairs, images=True)
 
     model = load_generator(options.init, device) if options.init else Generator(options.config).to(device)
+    (out / "split.json").write_text(json.dumps({"train": train_people, "validation": val_people}, indent=1) + "\n")
+    if options.phase == "basis":
+        return _fit_basis(model, clips_of(train_people), val_batch, out, device, options)
     trainable = {"motion": model.motion, "texture": model.texture, "joint": model}[options.phase]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -162,7 +167,6 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     if world > 1:
         runner = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    (out / "split.json").write_text(json.dumps({"train": train_people, "validation": val_people}, indent=1) + "\n")
 
     log = open(out / "train.log", "a") if rank == 0 else None
     started, validation = time.perf_counter(), {}
@@ -201,3 +205,19 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     if log:
         log.close()
     return TrainReport(step, time.perf_counter() - started, validation, out / "model.safetensors")
+
+
+def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch, out: Path, device: torch.device,
+               options: TrainOptions) -> TrainReport:
+    from reenact.train.basis import fit_motion_basis
+
+    started = time.perf_counter()
+    fit = fit_motion_basis(model, clips, seed=options.seed + 1)
+    model.eval()
+    validation = validate(model, val_batch, device)
+    save_generator(model, out / "model", {"phase": "basis"})
+    line = {"step": 0, "seconds": round(time.perf_counter() - started, 1), **{f"fit_{k}": round(v, 3) for k, v in fit.items()},
+            **{k: round(v, 3) for k, v in validation.items()}}
+    with open(out / "train.log", "a") as log:
+        print(json.dumps(line), file=log)
+    return TrainReport(0, time.perf_counter() - started, validation, out / "model.safetensors")

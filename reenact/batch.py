@@ -1,0 +1,597 @@
+"""Many edit and transfer jobs in one run: from a job file (CSV, YAML, JSON) or a folder of clips, resumable, in a
+process pool or as Ray tasks.
+
+Every job goes through the typed API (``api.edit_expression``, ``api.transfer_expression``). Rows are checked
+before any work: a bad row becomes a failed job with a one-line reason and the others go on. Outputs are written
+under a temporary name and renamed when complete, so an output that exists is whole: a rerun skips those jobs
+(``force`` redoes them) after removing the temporaries a killed run left behind. Each run writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from reenact import api
+from reenact.errors import InputError, ReenactError
+from reenact.progress import JobProgress
+from reenact.video import atomic_output, check_output_path
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from reenact.editing import ExpressionTarget
+    from reenact.model.networks import Generator
+
+PathLike = api.PathLike
+Status = Literal["ok", "skipped", "failed", "pending"]  # pending: not finished yet
+
+# Job fields (CSV columns, YAML/JSON keys): what each means.
+FIELDS: dict[str, str] = {
+    "op": "edit (default) or transfer",
+    "input": "video or image to edit (transfer: the source); relative to the job file's folder",
+    "driving": "transfer: the clip whose expressions are copied; relative to the job file's folder",
+    "output": "file inside the output folder (default: <stem>.mp4, <stem>_<driving stem>.mp4 for transfer; "
+              "an image stays an image)",
+    "au": "edit: AU12=2.5 sets, AU12=+1.5 adds; a list, or ';'-separated",
+    "preset": "edit: happy, sad, surprised, angry, disgusted, fearful or neutral, optionally :strength",
+    "start": "edit: seconds", "end": "edit: seconds", "ramp": "edit: seconds of fade at start and end",
+    "mode": "transfer: relative (default) or absolute",
+    "au_scale": "transfer: scale of the transferred AUs",
+    "aus": "transfer: only these AUs (a list, or ';'/','-separated)",
+    "audio": "transfer: source, driving or none",
+    "model": "generator name or path", "crf": "encoder quality", "encoder_preset": "encoder speed",
+    "codec": "video codec",
+}  # fmt: skip
+_EDIT_ONLY = frozenset({"au", "preset", "start", "end", "ramp"})
+_TRANSFER_ONLY = frozenset({"driving", "mode", "au_scale", "aus", "audio"})
+_OPS = ("edit", "transfer")
+_IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})  # kept as images; any other input gives an .mp4
+_CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"}) | _IMAGE_EXTENSIONS
+REPORT_NAME = "batch_report.json"
+REPORT_EVERY = 5.0  # seconds: the report is rewritten as jobs finish, at most this often (and at the end)
+# atomic_output's temporary name for NAME: .NAME.tmp-<8 hex>SUFFIX
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One job, checked and typed: the arguments of ``api.edit_expression`` or ``api.transfer_expression``.
+
+    ``error`` says why the job cannot run (a bad row); such a job is reported as failed and never started.
+    """
+
+    index: int  # 1-based position in the job list
+    name: str  # the output relative to the output folder (or '#index' when the row names none)
+    op: str = "edit"
+    input: Path | None = None
+    output: Path | None = None
+    driving: Path | None = None
+    target: ExpressionTarget | None = None  # edit
+    relative: bool = True  # transfer: mode relative (else absolute)
+    au_scale: float = 1.0
+    aus: tuple[str, ...] | None = None
+    audio: Literal["source", "driving", "none"] | None = None
+    generator: api.GeneratorOptions = api.GeneratorOptions()
+    tracking: api.TrackingOptions = api.TrackingOptions()
+    encode: api.EncodeOptions = api.EncodeOptions()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What became of one job. ``frames`` of a skipped job come from the previous report where it had them."""
+
+    job: BatchJob
+    status: Status
+    frames: int | None = None
+    fps: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        job = self.job
+        return {
+            "index": job.index, "job": job.name, "op": job.op, "status": self.status,
+            "input": _str(job.input), "driving": _str(job.driving), "output": _str(job.output),
+            "frames": self.frames, "fps": self.fps, "seconds": self.seconds, "error": self.error,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a batch run did, job by job in the order given; also written as JSON to ``path``."""
+
+    outdir: Path
+    path: Path
+    results: tuple[JobResult, ...]
+    seconds: float  # wall time of the whole run
+    runner: str  # '1 process', 'N processes' or 'ray (ADDRESS)'
+
+    def with_status(self, status: Status) -> tuple[JobResult, ...]:
+        return tuple(r for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> tuple[JobResult, ...]:
+        return self.with_status("failed")
+
+    @property
+    def frames(self) -> int:
+        """Frames written by the jobs done in this run."""
+        return sum(r.frames or 0 for r in self.with_status("ok"))
+
+    @property
+    def fps(self) -> float:
+        """Frames written per wall-clock second over the whole run."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {status: len(self.with_status(status)) for status in ("ok", "skipped", "failed", "pending")}
+        return {
+            "outdir": str(self.outdir), "runner": self.runner, "seconds": round(self.seconds, 2),
+            "frames": self.frames, "fps": round(self.fps, 2), **counts, "jobs": [r.to_dict() for r in self.results],
+        }  # fmt: skip
+
+    def summary(self) -> str:
+        """One line: jobs by status, frames written, speed, where the report is."""
+        ok, skipped, failed = (len(self.with_status(s)) for s in ("ok", "skipped", "failed"))
+        return (f"{ok} ok, {skipped} skipped, {failed} failed; {self.frames} frames in {self.seconds:.1f} s "
+                f"({self.fps:.1f} fps, {self.runner}); report: {self.path}")
+
+    def table(self) -> Table:
+        """A rich table of the jobs: job, status, frames, fps, error."""
+        from rich.table import Table
+
+        table = Table(title="reenact batch", title_justify="left")
+        for column, justify in (("#", "right"), ("job", "left"), ("status", "left"), ("frames", "right"),
+                                ("fps", "right"), ("error", "left")):
+            table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        style = {"ok": "green", "skipped": "dim", "failed": "bold red", "pending": "yellow"}
+        for r in self.results:
+            table.add_row(str(r.job.index), r.job.name, f"[{style[r.status]}]{r.status}",
+                          "" if r.frames is None else str(r.frames), "" if r.fps is None else f"{r.fps:.1f}",
+                          r.error or "")
+        return table
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+# --------------------------------------------------------------------------- reading jobs
+
+
+def read_jobs(
+    source: PathLike,
+    outdir: PathLike,
+    defaults: Mapping[str, Any] | None = None,
+    generator: api.GeneratorOptions = api.GeneratorOptions(),
+    tracking: api.TrackingOptions = api.TrackingOptions(),
+) -> list[BatchJob]:
+    """The jobs of a job file (.csv, .yaml/.yml, .json: a list of rows with FIELDS), or of a folder of clips.
+
+    ``defaults`` holds field values for every job that does not give its own (those of the other operation are
+    ignored): a folder's clips all get the edit they describe. ``generator`` and ``tracking`` apply to all jobs
+    (a row's ``model`` replaces the generator's). Raises ValueError or InputError when the file itself cannot be
+    read; a bad row becomes a job with its ``error`` set.
+    """
+    source, out = Path(source), Path(outdir).absolute()
+    defaults = {k: v for k, v in (defaults or {}).items() if _given(v)}
+    if source.is_dir():
+        rows, base = _folder_rows(source, out, defaults), source
+    else:
+        rows, base = _file_rows(source), source.parent
+    return [_job(i, row, base, out, defaults, generator, tracking) for i, row in enumerate(rows, 1)]
+
+
+def _folder_rows(folder: Path, out: Path, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from reenact.train.prepare import find_clips
+
+    if not ({"au", "preset"} & defaults.keys()):
+        raise ValueError("nothing to edit: a folder of clips needs an edit (--au AUxx=V and/or --preset NAME)")
+    clips = find_clips([folder], exclude=out, extensions=_CLIP_EXTENSIONS)
+    if not clips:
+        raise ValueError(f"{folder}: no videos or images in this folder")
+    return [{"input": clip.path.relative_to(folder).as_posix(), "output": clip.id + _output_suffix(clip.path)}
+            for clip in clips]
+
+
+def _file_rows(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: job file not found")
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".yaml", ".yml", ".json"):
+        raise ValueError(f"{path}: a job file is .csv, .yaml, .yml or .json (or give a folder of clips)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a text file ({e.reason})") from e
+    if kind == ".csv":
+        # Blank lines are no jobs; a row with too many cells keeps the surplus under the key None.
+        rows: Any = [row for row in csv.DictReader(io.StringIO(text, newline="")) if any(map(_given, row.values()))]
+    elif kind == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: not valid JSON ({e})") from e
+    else:
+        import yaml
+
+        try:
+            rows = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from e
+    if not isinstance(rows, list):
+        raise InputError(f"{path}: expected a list of jobs, found {type(rows).__name__}")
+    if not rows:
+        raise InputError(f"{path}: no jobs in this file")
+    return rows
+
+
+def _given(value: Any) -> bool:
+    return value is not None and value != "" and value != [] and not (isinstance(value, str) and not value.strip())
+
+
+def _output_suffix(input: Path) -> str:
+    suffix = input.suffix.lower()
+    return suffix if suffix in _IMAGE_EXTENSIONS else ".mp4"
+
+
+def _default_output(input: str, driving: str | None) -> str:
+    source = Path(input)
+    if driving is not None:  # a transfer: always a video, even from a still image
+        return f"{source.stem}_{Path(driving).stem}.mp4"
+    return source.stem + _output_suffix(source)
+
+
+def _output_name(row: Any) -> str | None:
+    """The output relative to the output folder, as far as the row says it (a bad row's too)."""
+    if not isinstance(row, Mapping):
+        return None
+    output, input, driving = (_text(row.get(k)) for k in ("output", "input", "driving"))
+    if output is not None or input is None:
+        return output
+    return _default_output(input, driving if _text(row.get("op")) == "transfer" else None)
+
+
+def _job(
+    index: int, row: Any, base: Path, out: Path, defaults: Mapping[str, Any],
+    generator: api.GeneratorOptions, tracking: api.TrackingOptions,
+) -> BatchJob:
+    output = _output_name(row)
+    name = output or f"#{index}"
+    try:
+        return _parse_row(index, name, row, base, out, defaults, generator, tracking)
+    except (ReenactError, ValueError) as e:  # kept as a failed job with what the row says
+        op, input = (_text(row.get(k)) for k in ("op", "input")) if isinstance(row, Mapping) else (None, None)
+        return BatchJob(index, name, op or "edit", input=None if input is None else (base / input).absolute(),
+                        output=out / output if output is not None and _inside(output) else None,
+                        error=" ".join(str(e).split()))
+
+
+def _inside(name: str) -> bool:
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _parse_row(
+    index: int, name: str, row: Any, base: Path, out: Path, defaults: Mapping[str, Any],
+    generator: api.GeneratorOptions, tracking: api.TrackingOptions,
+) -> BatchJob:
+    if not isinstance(row, Mapping):
+        raise ValueError(f"a job is a mapping of fields, not {type(row).__name__}")
+    if None in row:  # csv.DictReader's key for the cells beyond the header's
+        raise ValueError("more cells than the header has columns")
+    unknown = sorted(str(k) for k in row if k not in FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
+    given = {k: v for k, v in row.items() if _given(v)}
+    op = _text(given.get("op")) or "edit"
+    if op not in _OPS:
+        raise ValueError(f"unknown op {op!r}; use edit or transfer")
+    other = _TRANSFER_ONLY if op == "edit" else _EDIT_ONLY
+    misplaced = sorted(other & given.keys())
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)}: for {'transfer' if op == 'edit' else 'edit'} jobs only, not {op}")
+    fields = {**{k: v for k, v in defaults.items() if k not in other}, **given}
+    input = _existing(base, fields, "input")  # given, so the job has an output name
+    if not _inside(name):
+        raise ValueError(f"output {name!r} must be a relative path inside the output folder")
+    model = _text(fields.get("model"))
+    encoding = _options(fields, codec=("codec", str), crf=("crf", int), preset=("encoder_preset", str))
+    encode = api.EncodeOptions(**encoding)
+    common: dict[str, Any] = {
+        "input": input, "output": out / name,
+        "generator": dataclasses.replace(generator, model=model) if model else generator,
+        "tracking": tracking, "encode": encode,
+    }  # fmt: skip
+    if op == "edit":
+        return BatchJob(index, name, op, target=_target(fields), **common)
+    mode = _text(fields.get("mode")) or "relative"
+    audio = _text(fields.get("audio"))
+    if mode not in ("relative", "absolute"):
+        raise ValueError(f"mode must be relative or absolute, not {mode!r}")
+    if audio not in (None, "source", "driving", "none"):
+        raise ValueError(f"audio must be source, driving or none, not {audio!r}")
+    from reenact.face.aus import parse_au_name
+
+    aus = tuple(parse_au_name(a) for a in _items(fields["aus"])) if "aus" in fields else None
+    scale = _options(fields, au_scale=("au_scale", float)).get("au_scale", 1.0)
+    driving = _existing(base, fields, "driving")
+    return BatchJob(index, name, op, driving=driving, relative=mode == "relative", au_scale=scale, aus=aus,
+                    audio=audio, **common)  # type: ignore[arg-type]
+
+
+def _text(value: Any) -> str | None:
+    return str(value).strip() if _given(value) else None
+
+
+def _items(value: Any) -> list[str]:
+    """A list as such, or a string separated by ';' or ','."""
+    parts = value if isinstance(value, list) else re.split(r"[;,]", str(value))
+    return [str(p).strip() for p in parts if str(p).strip()]
+
+
+def _options(fields: Mapping[str, Any], **wanted: tuple[str, type]) -> dict[str, Any]:
+    """Keyword arguments from the fields given: {argument: (field, type)}; ValueError names a bad value."""
+    found = {}
+    for argument, (field, kind) in wanted.items():
+        if field in fields:
+            value = fields[field]
+            try:
+                found[argument] = kind(str(value).strip())
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise ValueError(f"{field} must be {what}, not {value!r}") from None
+    return found
+
+
+def _existing(base: Path, fields: Mapping[str, Any], field: str) -> Path:
+    text = _text(fields.get(field))
+    if text is None:
+        raise ValueError(f"no {field} file given")
+    path = (base / text).absolute()
+    if not path.is_file():
+        raise ValueError(f"{field} {text}: file not found" + (" (a folder)" if path.is_dir() else ""))
+    return path
+
+
+def _target(fields: Mapping[str, Any]) -> ExpressionTarget:
+    from reenact.editing import ExpressionTarget, parse_au_edit
+    from reenact.model.presets import parse_preset
+
+    edits = tuple(parse_au_edit(a) for a in _items(fields.get("au", [])))
+    preset = _text(fields.get("preset"))
+    if not edits and preset is None:
+        raise ValueError("nothing to edit: give au and/or preset")
+    name, strength = parse_preset(preset) if preset else (None, 1.0)
+    times = _options(fields, start=("start", float), end=("end", float), ramp=("ramp", float))
+    return ExpressionTarget(edits, name, strength, **times)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_batch(
+    jobs: Sequence[BatchJob],
+    outdir: PathLike,
+    workers: int | None = None,
+    ray: str | None = None,
+    force: bool = False,
+    report: PathLike | None = None,
+    progress: bool = False,
+) -> BatchReport:
+    """Run ``jobs`` into ``outdir`` and write the JSON report (default ``outdir/batch_report.json``).
+
+    Jobs whose output exists are skipped unless ``force``; temporaries of killed runs are removed first. A later
+    job with the same output as an earlier one fails. ``workers``: jobs at a time, each in its own process
+    (default 1, in this process). ``ray``: run them as Ray tasks instead: 'local' starts Ray here with ``workers``
+    CPUs (default: all), 'auto' or an address joins a running cluster (whose nodes must see the same paths).
+    A failing job fails alone; the report says which and why.
+    """
+    started = time.perf_counter()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    out = Path(outdir).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    report_path = Path(report) if report is not None else out / REPORT_NAME
+    check_output_path(report_path, media=False)
+    jobs = _fail_duplicates(jobs)
+    _remove_temporaries([job.output for job in jobs if job.output is not None] + [report_path.absolute()])
+    before = _previous_frames(report_path)
+    results: dict[int, JobResult] = {}
+    todo = []
+    for job in jobs:
+        if job.error is not None or job.output is None:
+            results[job.index] = JobResult(job, "failed", error=job.error or "no output")
+        elif job.output.exists() and not force:
+            results[job.index] = JobResult(job, "skipped", frames=before.get(job.name))
+        else:
+            todo.append(job)
+    if ray is not None:
+        runner, finished = f"ray ({ray})", _run_on_ray(todo, ray, workers)
+    else:
+        count = workers or 1
+        runner, finished = f"{count} process{'es' if count > 1 else ''}", _run_in_processes(todo, count)
+
+    def report_now() -> BatchReport:
+        ordered = tuple(results.get(job.index) or JobResult(job, "pending") for job in jobs)
+        batch = BatchReport(out, report_path, ordered, time.perf_counter() - started, runner)
+        with atomic_output(report_path) as tmp:
+            tmp.write_text(json.dumps(batch.to_dict(), indent=1) + "\n")
+        return batch
+
+    written = -REPORT_EVERY
+    with JobProgress(len(todo), progress) as bar:
+        for result in finished:
+            results[result.job.index] = result
+            bar.advance()
+            # Kept up to date as jobs finish, so a killed run's report still knows the jobs it did.
+            if time.perf_counter() - written >= REPORT_EVERY:
+                report_now()
+                written = time.perf_counter()
+    return report_now()
+
+
+def _fail_duplicates(jobs: Sequence[BatchJob]) -> list[BatchJob]:
+    """The jobs, each later one writing the same output as an earlier one failed."""
+    first: dict[Path, BatchJob] = {}
+    checked = []
+    for job in jobs:
+        if job.output is not None and job.output in first:
+            job = dataclasses.replace(job, error=f"same output as job {first[job.output].index} ({job.name})")
+        elif job.output is not None:
+            first[job.output] = job
+        checked.append(job)
+    return checked
+
+
+def _remove_temporaries(outputs: Iterable[Path]) -> None:
+    """Delete the temporary files of these outputs (``.NAME.tmp-XXXXXXXX.ext``) that a killed run left."""
+    by_folder: dict[Path, set[str]] = defaultdict(set)
+    for output in outputs:
+        by_folder[output.parent].add(output.name)
+    for folder, names in by_folder.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            match = _TEMPORARY.match(entry.name)
+            if match and match["name"] in names and (match["suffix"] or "") == Path(match["name"]).suffix:
+                with suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
+def _previous_frames(report: Path) -> dict[str, int]:
+    """Frames per job name in an earlier report, where it had them."""
+    try:
+        jobs = json.loads(report.read_text())["jobs"]
+        return {j["job"]: j["frames"] for j in jobs if isinstance(j.get("frames"), int)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(model: PathLike | None, device: str) -> Generator:
+    return api.GeneratorOptions(model).load(device)
+
+
+@dataclass(frozen=True)
+class _KeptGenerator(api.GeneratorOptions):
+    """GeneratorOptions whose weights are loaded once per process and shared by the jobs it runs."""
+
+    def load(self, device: str) -> Generator:
+        return _loaded(self.model, device)
+
+
+def _run_job(job: BatchJob) -> JobResult:
+    """Run one checked job through the typed API; every failure becomes a failed result, never an exception."""
+    started = time.perf_counter()
+    assert job.input is not None and job.output is not None and job.error is None
+    generator = _KeptGenerator(**dataclasses.asdict(job.generator))
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        if job.op == "edit":
+            assert job.target is not None
+            done = api.edit_expression(job.input, job.output, job.target, generator, job.tracking, job.encode)
+        else:
+            done = api.transfer_expression(job.input, job.driving, job.output, job.relative, job.au_scale, job.aus,
+                                           job.audio, generator, job.tracking, job.encode)
+    except (ReenactError, OSError, ValueError) as e:
+        error = str(e)
+    except Exception as e:  # a bug or an odd file: reported with its type, the batch goes on
+        error = f"{type(e).__name__}: {e}"
+    else:
+        return JobResult(job, "ok", done.frames, round(done.fps, 2), round(done.seconds, 2))
+    return JobResult(job, "failed", seconds=round(time.perf_counter() - started, 2), error=" ".join(error.split()))
+
+
+def _run_in_processes(jobs: list[BatchJob], workers: int) -> Iterator[JobResult]:
+    if workers == 1 or len(jobs) <= 1:
+        yield from map(_run_job, jobs)
+        return
+    import multiprocessing
+
+    # spawn: MediaPipe is not fork-safe once initialised. (Torch's threads per process are the editor's to set.)
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(),))
+    try:
+        futures: dict[Future[JobResult], BatchJob] = {pool.submit(_run_job, job): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    yield future.result()
+                except Exception as e:  # the worker process died (killed, out of memory, a crash in native code)
+                    yield JobResult(futures[future], "failed", error=f"{type(e).__name__}: {' '.join(str(e).split())}")
+    finally:
+        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
+
+
+def _start_worker(parent: int) -> None:
+    if sys.platform.startswith("linux"):  # die with the batch: a killed run must not go on writing
+        import ctypes
+        import signal
+
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent was gone before the signal was armed
+            os._exit(1)
+
+
+def _run_on_ray(jobs: list[BatchJob], address: str, workers: int | None) -> Iterator[JobResult]:
+    """Jobs as Ray tasks of one CPU each, at most ``workers`` at a time when given."""
+    try:
+        import ray
+    except ImportError:
+        raise ReenactError("--ray needs Ray: pip install 'reenact[ray]'") from None
+    if not jobs:
+        return
+    env = {k: v for k, v in os.environ.items() if k.startswith("REENACT_")}
+    started = not ray.is_initialized()
+    # Workers' own logs stay in Ray's log folder: each job's outcome comes back as its result.
+    quiet = {"runtime_env": {"env_vars": env}, "log_to_driver": False, "logging_level": logging.ERROR}
+    if started:
+        try:
+            if address == "local":
+                ray.init(num_cpus=workers or _cores(), include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except Exception as e:
+            raise ReenactError(f"cannot start Ray ({address}): {' '.join(str(e).split())[:300]}") from e
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+        waiting = list(reversed(jobs))
+        running: dict[Any, BatchJob] = {}
+        while waiting or running:
+            while waiting and len(running) < (workers or len(jobs)):
+                job = waiting.pop()
+                running[task.remote(job)] = job
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            job = running.pop(ref)
+            try:
+                yield ray.get(ref)
+            except Exception as e:  # the task's worker died, or Ray lost it
+                yield JobResult(job, "failed", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    finally:
+        if started:
+            ray.shutdown()

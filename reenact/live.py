@@ -1,0 +1,552 @@
+"""Live mode: a camera, a network stream or a paced file in; the edited face out to a window, a file, a virtual
+camera or a network stream, without ever building up latency.
+
+The stages are the offline pipeline's (track, align, edit and paste back), run by ``reenact.pipeline.stream`` in
+live mode: each hand-over holds one frame and a newer frame replaces an untaken one. When the machine falls
+behind, frames are dropped where they wait (and counted) instead of queueing, so a frame's latency stays one pass
+through the stages however long the run.
+
+Every frame is re-timed on one clock, the time since the run started (for a paced file: its own timeline), so the
+tracker, the smoothing filters and the encoders agree whatever timestamps a camera or a stream sends.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from reenact.api import EncodeOptions, GeneratorOptions, PathLike, TrackingOptions
+from reenact.editing import AUEdit, ExpressionTarget
+from reenact.errors import InputError, NoFaceError, OutputError, ReenactError
+from reenact.face.align import FaceAligner, crop_face
+from reenact.face.tracker import FaceTracker
+from reenact.model.presets import PRESETS
+from reenact.overlay import draw_hud
+from reenact.pipeline import AlignStage, EditPasteStage, FrameState, TrackStage, stream
+from reenact.progress import LiveStatus
+from reenact.video import (
+    Frame, StreamReader, StreamWriter, VideoInfo, VideoReader, VideoWriter, atomic_output, camera_url,
+    check_output_path, probe,
+)
+
+LIVE_TIME_BASE = Fraction(1, 1000)  # live frames are stamped in milliseconds since the start of the run
+PRESET_KEYS = "1234567"  # keys 1-7 pick the presets in PRESETS' order
+
+
+class InputStalled(InputError):
+    """A live input delivered no frame for longer than the stall timeout."""
+
+
+@dataclass(frozen=True)
+class LiveInput:
+    """Where live frames come from: a camera, or a URL/file/pipe that PyAV can open."""
+
+    camera: str | None = None  # an index (0, 1, ...) or a device name
+    url: str | None = None  # rtsp://, udp://, http://, a pipe, or a file
+    realtime: bool = False  # pace a file as a camera would deliver it (else a file is read as fast as it is used)
+    camera_size: str | None = None  # e.g. '1280x720'
+    camera_fps: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"camera {self.camera}" if self.camera is not None else str(self.url)
+
+
+@dataclass(frozen=True)
+class LiveOutputs:
+    """Where the edited frames go; any combination."""
+
+    file: PathLike | None = None  # a video file (written atomically; kept when the run stops for any reason)
+    stream: str | None = None  # rtmp://, udp://, srt://... for a live viewer
+    virtual_camera: bool = False  # pyvirtualcam (optional extra reenact[virtualcam])
+    preview: bool | None = None  # a window with a HUD; None: when there is a display and no other output
+    encode: EncodeOptions = EncodeOptions(preset="veryfast")  # a live file must keep up with the input
+
+
+@dataclass
+class LiveControl:
+    """What the keys change while running; the edit stage reads it for every frame."""
+
+    enabled: bool = True
+    edits: tuple[AUEdit, ...] = ()
+    preset: str | None = None
+    strength: float = 1.0
+    quit: bool = False
+
+    def target(self) -> ExpressionTarget:
+        return ExpressionTarget(self.edits, self.preset, self.strength)
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "edit off"
+        parts = [f"{self.preset}:{self.strength:.1f}"] if self.preset else []
+        parts += [f"{e.au}{'+' if e.relative and e.value >= 0 else '' if e.relative else '='}{e.value:g}" for e in self.edits]
+        return "edit " + (" ".join(parts) or "on")
+
+    def key(self, code: int) -> None:
+        """e or space: edit on/off; p: next preset; 1-7: a preset; + / -: strength; q or Esc: quit."""
+        if code < 0:
+            return
+        char = chr(code & 0xFF).lower()
+        names = list(PRESETS)
+        if char in ("q", "\x1b"):
+            self.quit = True
+        elif char in ("e", " "):
+            self.enabled = not self.enabled
+        elif char == "p":
+            self.preset = names[(names.index(self.preset) + 1) % len(names)] if self.preset in names else names[0]
+        elif char in PRESET_KEYS:
+            self.preset = names[PRESET_KEYS.index(char)]
+        elif char in ("+", "="):
+            self.strength = min(2.0, self.strength + 0.1)
+        elif char in ("-", "_"):
+            self.strength = max(0.0, self.strength - 0.1)
+
+
+@dataclass
+class LiveReport:
+    """What a live run did. Latency: from a frame's capture to its output (written, sent or shown)."""
+
+    input: str
+    captured: int = 0  # frames the input delivered
+    output_frames: int = 0  # frames that came out
+    dropped: int = 0  # frames skipped because a stage was still busy with an earlier one
+    faces_found: int = 0
+    seconds: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, max
+    ended: str = ""  # why the run stopped
+    error: str | None = None  # set when the input failed or stalled (what came before it is kept)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.output_frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "fps": round(self.fps, 2)}
+
+    def summary(self) -> str:
+        lat = self.latency_ms
+        latency = f", latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms" if lat else ""
+        return (f"live {self.input}: {self.seconds:.1f} s, {self.captured} frames in, {self.output_frames} out, "
+                f"{self.dropped} dropped, {self.fps:.1f} fps{latency}; {self.ended}")
+
+
+def has_display() -> bool:
+    """Whether a preview window can open: on Linux, an X11 or Wayland display must be set."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+# --- input ---------------------------------------------------------------------------------------------------
+
+
+class _Capture:
+    """Yields (frame, capture time) and re-times each frame in milliseconds since the run started.
+
+    A paced file releases each frame at its own timestamp, as a camera would; its capture time is that moment,
+    so a frame delivered late (a slow decode) counts its lateness as latency.
+    """
+
+    def __init__(self, frames: Iterable[Frame], pace: bool) -> None:
+        self.frames = frames
+        self.pace = pace
+        self.captured = 0
+        self.started = time.monotonic()
+        self.last_arrival = self.started  # when the newest frame arrived: the stall watchdog reads it
+
+    def __iter__(self) -> Iterator[tuple[Frame, float]]:
+        self.started = self.last_arrival = time.monotonic()
+        first: float | None = None
+        last_ms = -1
+        for frame in self.frames:
+            now = time.monotonic()
+            at = now
+            if self.pace:
+                t = frame.time if math.isfinite(frame.time) else self.captured / 25.0
+                first = t if first is None else first
+                at = self.started + (t - first)
+                if at > now:
+                    time.sleep(at - now)
+            ms = max(round((at - self.started) * 1000), last_ms + 1)
+            last_ms = ms
+            self.captured += 1
+            self.last_arrival = time.monotonic()
+            yield frame.replace(index=self.captured - 1, pts=ms, time_base=LIVE_TIME_BASE), at
+
+
+def open_input(source: LiveInput, stall_timeout: float) -> tuple[Iterable[Frame], bool, float, Callable[[], None]]:
+    """Open a live input: (frames, whether it is live (frames must be dropped when behind), its frame rate, close)."""
+    if (source.camera is None) == (source.url is None):
+        raise ValueError("give one input: --camera N or --input URL/FILE")
+    timeout = (max(10.0, stall_timeout), stall_timeout)  # PyAV's (open, read) timeouts, for network protocols
+    if source.camera is not None:
+        url, fmt = camera_url(source.camera)
+        options = {"framerate": f"{source.camera_fps or 30:g}"}
+        if source.camera_size:
+            options["video_size"] = source.camera_size
+        reader = StreamReader(url, fmt, options, timeout, label=f"camera {source.camera} ({url})")
+        return reader, True, reader.fps or 30.0, reader.close
+    url = str(source.url)
+    path = Path(url)
+    if "://" not in url and path.is_file():  # a regular file: paced like a camera, or read as fast as used
+        fps = float(probe(path).fps or 25)
+        file_reader = VideoReader(path)
+        return file_reader, source.realtime, fps, file_reader.close
+    if "://" not in url and not path.exists():
+        raise InputError(f"{url}: file not found")
+    reader = StreamReader(url, timeout=timeout)  # a network stream, a pipe or a device: live
+    return reader, True, reader.fps or 30.0, reader.close
+
+
+# --- stages --------------------------------------------------------------------------------------------------
+
+
+class _CaptureTrack:
+    """The track stage, keeping each frame's capture time for the latency figures."""
+
+    __name__ = "track"
+
+    def __init__(self, tracker: FaceTracker) -> None:
+        self.track = TrackStage(tracker)
+
+    def __call__(self, item: tuple[Frame, float]) -> FrameState:
+        frame, at = item
+        state = self.track(frame)
+        state.captured = at
+        return state
+
+
+class _SwitchableEdit:
+    """Edit mode: the camera's own face, edited toward the control's target while the edit is on."""
+
+    __name__ = "edit"
+
+    def __init__(self, generator: GeneratorOptions, control: LiveControl) -> None:
+        self.control = control
+        self.paste = EditPasteStage(generator.editor(lambda aus, t: control.target()(aus, t)))
+
+    def __call__(self, state: FrameState) -> FrameState:
+        return self.paste(state) if self.control.enabled else state
+
+
+class RunningRest:
+    """A live driving face's resting AUs: each AU's 10th percentile over the last ``window`` frames (a face is
+    at rest most of the time, so no neutral pose is needed; the same rule as transfer's whole-clip rest)."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._recent: deque[np.ndarray] = deque(maxlen=window)
+
+    def add(self, aus: np.ndarray) -> np.ndarray:
+        self._recent.append(aus)
+        return np.percentile(np.stack(self._recent), 10, axis=0).astype(np.float32)
+
+
+class _Drive:
+    """Drive mode: the camera face's change from its own rest, added to the source face's AUs (relative transfer).
+
+    The source is a still image (tracked once) or a video, looped, whose frames advance with the camera's.
+    """
+
+    __name__ = "drive"
+
+    def __init__(self, source: PathLike, generator: GeneratorOptions, tracking: TrackingOptions, control: LiveControl,
+                 scale: float, stack: ExitStack) -> None:
+        self.source = Path(source)
+        self.control = control
+        self.scale = scale
+        self.rest = RunningRest()
+        self._drive: tuple[np.ndarray, np.ndarray] | None = None  # (camera AUs, their rest)
+        info = probe(self.source)
+        self._still = info.is_image
+        self._tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
+        self._aligner = FaceAligner(tracking.crop_size)
+        self._align = AlignStage(self._aligner)
+        self._reader: VideoReader | None = None
+        self._loops = 0
+        self._offset = 0.0  # source time added per loop, so the tracker's clock keeps rising
+        self._cached: FrameState | None = None
+        self.paste = EditPasteStage(generator.editor(self._goal))
+        first = self._next_source()
+        if first.face is None and self._still:
+            raise NoFaceError(f"{self.source}: no face found in the source image")
+        self._cached = first if self._still else None
+
+    def _goal(self, aus: np.ndarray, t: float) -> np.ndarray:
+        if self._drive is None or not self.control.enabled:
+            return aus
+        drive, rest = self._drive
+        return np.clip(aus + self.scale * self.control.strength * (drive - rest), 0.0, 5.0).astype(np.float32)
+
+    def _next_source(self) -> FrameState:
+        if self._cached is not None:  # a still: tracked and aligned once
+            return FrameState(self._cached.frame, self._cached.face, self._cached.aus, self._cached.alignment,
+                              self._cached.crop)
+        frame = self._next_frame()
+        t = frame.time + self._offset
+        state = FrameState(frame, self._tracker(frame.image, t))
+        state.frame = frame.replace(pts=round(t * 1000), time_base=LIVE_TIME_BASE)
+        return self._align(state)
+
+    def _next_frame(self) -> Frame:
+        for _ in range(2):
+            if self._reader is None:
+                self._reader = VideoReader(self.source)
+            frame = next(self._reader, None)
+            if frame is not None:
+                return frame
+            self._reader.close()
+            self._reader = None
+            self._loops += 1
+            self._offset += (probe(self.source).duration or 0.0) + 0.04
+        raise InputError(f"{self.source}: no frames to loop")
+
+    def __call__(self, camera: FrameState) -> FrameState:
+        if camera.aus is not None:
+            self._drive = (camera.aus, self.rest.add(camera.aus))
+        state = self._next_source()
+        # On the camera's clock from here (the editor's smoothing needs time to pass, even for a still source).
+        state.frame = state.frame.replace(index=camera.frame.index, pts=camera.frame.pts, time_base=LIVE_TIME_BASE)
+        if state.face is not None and self._drive is not None:
+            state = self.paste(state)
+        state.captured, state.aus = camera.captured, camera.aus  # the camera face's AUs, for the HUD
+        return state
+
+
+# --- outputs -------------------------------------------------------------------------------------------------
+
+
+class _Preview:
+    """An OpenCV window with the HUD; returns the key pressed, if any."""
+
+    TITLE = "reenact live (q: quit, e: edit on/off, p/1-7: preset, +/-: strength)"
+
+    def __init__(self) -> None:
+        import cv2
+
+        self.cv2 = cv2
+        cv2.namedWindow(self.TITLE, cv2.WINDOW_NORMAL)
+
+    def show(self, image: np.ndarray) -> int:
+        cv2 = self.cv2
+        cv2.imshow(self.TITLE, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1)
+        if cv2.getWindowProperty(self.TITLE, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
+            return ord("q")
+        return key
+
+    def close(self) -> None:
+        self.cv2.destroyWindow(self.TITLE)
+
+
+def _pyvirtualcam():  # noqa: ANN202 (an optional module)
+    try:
+        import pyvirtualcam
+    except ImportError as e:
+        raise ReenactError("--virtual-cam needs pyvirtualcam: pip install 'reenact[virtualcam]'") from e
+    return pyvirtualcam
+
+
+class _VirtualCamera:
+    def __init__(self, width: int, height: int, fps: float) -> None:
+        pyvirtualcam = _pyvirtualcam()
+        try:
+            self.camera = pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.RGB)
+        except RuntimeError as e:
+            raise OutputError(f"virtual camera did not open ({' '.join(str(e).split())})") from e
+
+    def write(self, image: np.ndarray) -> None:
+        self.camera.send(image)
+
+    def close(self) -> None:
+        self.camera.close()
+
+
+class _Outputs:
+    """Opens the outputs at the first frame (its size is the output's) and feeds each frame to all of them."""
+
+    def __init__(self, outputs: LiveOutputs, label: str, fps: float, preview: bool, stack: ExitStack) -> None:
+        self.options = outputs
+        self.label = label
+        self.fps = fps
+        self.stack = stack
+        self.preview = _Preview() if preview else None
+        if self.preview is not None:
+            stack.callback(self.preview.close)
+        self.file: VideoWriter | None = None
+        self.stream: StreamWriter | None = None
+        self.camera: _VirtualCamera | None = None
+        self.opened = False
+
+    def _open(self, width: int, height: int) -> None:
+        self.opened = True
+        o = self.options
+        if o.file is not None:
+            like = VideoInfo(Path(self.label), width, height, None, Fraction(round(self.fps * 1000), 1000),
+                             LIVE_TIME_BASE, 0, None, "", False, None, False)
+            self.file = VideoWriter(o.file, like, o.encode.codec, o.encode.crf, o.encode.preset)
+        if o.stream is not None:
+            self.stream = StreamWriter(o.stream, width, height, self.fps, o.encode.codec)
+            self.stack.callback(self.stream.close)
+        if o.virtual_camera:
+            self.camera = _VirtualCamera(width, height, self.fps)
+            self.stack.callback(self.camera.close)
+
+    def write(self, frame: Frame) -> None:
+        if not self.opened:
+            self._open(frame.image.shape[1], frame.image.shape[0])
+        if self.file is not None:
+            self.file.write(frame)
+        if self.stream is not None:
+            self.stream.write(frame.image, frame.time)
+        if self.camera is not None:
+            self.camera.write(frame.image)
+
+    def show(self, image: np.ndarray) -> int:
+        return self.preview.show(image) if self.preview is not None else -1
+
+    def finish(self) -> None:
+        """Finalise the file: a live run's output is kept whatever stopped it (a stop key, a lost camera...)."""
+        if self.file is not None:
+            self.file.close()
+
+    def abandon(self, exc: BaseException) -> None:
+        if self.file is not None:
+            self.file.__exit__(type(exc), exc, exc.__traceback__)
+
+
+def _latency_figures(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    ms = np.asarray(latencies) * 1000.0
+    return {"p50": round(float(np.percentile(ms, 50)), 1), "p95": round(float(np.percentile(ms, 95)), 1),
+            "max": round(float(ms.max()), 1)}
+
+
+def run_live(
+    source: LiveInput,
+    outputs: LiveOutputs,
+    edit: LiveControl | None = None,
+    drive: PathLike | None = None,
+    au_scale: float = 1.0,
+    generator: GeneratorOptions = GeneratorOptions(),
+    tracking: TrackingOptions = TrackingOptions(),
+    max_seconds: float | None = None,
+    stall_timeout: float = 5.0,
+    report_path: PathLike | None = None,
+    progress: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> LiveReport:
+    """Run live until the input ends, ``max_seconds`` pass, the quit key, Ctrl-C, or the input fails or stalls.
+
+    Mode: ``drive`` (a source image or video that follows the camera face's expressions) or ``edit`` (the camera
+    face itself, edited by AUs or a preset; switchable with keys in the preview). Whatever stops the run, what
+    was output is kept; an input that fails or stalls is reported in ``LiveReport.error``.
+    """
+    control = edit if edit is not None else LiveControl()
+    preview = outputs.preview if outputs.preview is not None else (has_display() and outputs.file is None
+                                                                   and outputs.stream is None
+                                                                   and not outputs.virtual_camera)
+    if preview and not has_display():
+        raise ReenactError("no display here (a headless machine): no preview window; use --output, --stream or "
+                           "--virtual-cam, and --no-preview")
+    if not preview and outputs.file is None and outputs.stream is None and not outputs.virtual_camera:
+        raise ReenactError("nothing to output: give --output FILE, --stream URL, --virtual-cam or --preview")
+    if outputs.virtual_camera:
+        _pyvirtualcam()  # fail before the camera opens, not at the first frame
+    if outputs.file is not None:
+        check_output_path(outputs.file, source.url, drive)
+    if report_path is not None:
+        check_output_path(report_path, source.url, media=False)
+    report = LiveReport(source.label)
+    latencies: list[float] = []
+
+    def dropped(stage: int) -> None:
+        if report.dropped == 0 and warn is not None:
+            warn("falling behind the input: dropping frames to keep the latency low")
+        report.dropped += 1
+
+    with ExitStack() as stack:
+        frames, is_live, fps, close_input = open_input(source, stall_timeout)
+        capture = _Capture(frames, pace=is_live and source.camera is None and source.url is not None
+                           and Path(source.url).is_file())
+        tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
+        stages: list[Callable] = [_CaptureTrack(tracker)]
+        if drive is not None:
+            stages.append(_Drive(drive, generator, tracking, control, au_scale, stack))
+        else:
+            stages += [AlignStage(FaceAligner(tracking.crop_size)), _SwitchableEdit(generator, control)]
+        sinks = _Outputs(outputs, source.label, fps, preview, stack)
+        status = stack.enter_context(LiveStatus(progress))
+
+        def watchdog() -> None:
+            if time.monotonic() - capture.last_arrival > stall_timeout:
+                raise InputStalled(f"{source.label}: input stalled (no frame for {stall_timeout:g} s)")
+            if max_seconds is not None and time.monotonic() - capture.started >= max_seconds:
+                raise _Stop(f"stopped after --max-seconds {max_seconds:g}")
+
+        started = time.monotonic()
+        stalled = False
+        try:
+            report.ended = "end of input"
+            for state in stream(capture, stages, on_drop=dropped if is_live else None, on_idle=watchdog):
+                sinks.write(state.frame)
+                key = sinks.show(draw_hud(state.frame.image, report.fps if report.seconds else 0.0,
+                                          latencies[-1] * 1000 if latencies else 0.0, report.dropped, state.aus,
+                                          control.describe())) if sinks.preview is not None else -1
+                now = time.monotonic()
+                latencies.append(now - (state.captured if state.captured is not None else now))
+                report.output_frames += 1
+                report.faces_found += int(state.face is not None)
+                report.seconds = now - started
+                status.update(report.output_frames, report.fps, latencies[-1] * 1000, report.dropped)
+                control.key(key)
+                if control.quit:
+                    report.ended = "quit key"
+                    break
+                watchdog()
+        except _Stop as stop:
+            report.ended = str(stop)
+        except KeyboardInterrupt:
+            report.ended = "interrupted (Ctrl-C)"
+        except InputError as e:  # the input failed or stalled mid-way: keep what came before
+            stalled = isinstance(e, InputStalled)
+            report.ended, report.error = "input failed", str(e)
+        except BaseException as e:
+            sinks.abandon(e)
+            raise
+        report.seconds = time.monotonic() - started
+        report.captured = capture.captured
+        report.latency_ms = _latency_figures(latencies)
+        if report.output_frames == 0:
+            raise report_error(report) if report.error else NoFaceError(f"{source.label}: no frame came out")
+        sinks.finish()
+        if not stalled:  # a reader blocked in a stalled read cannot be closed under it; its thread is a daemon
+            close_input()
+    report.outputs = [str(p) for p in (outputs.file, outputs.stream) if p is not None]
+    if report_path is not None:
+        with atomic_output(report_path) as tmp:
+            Path(tmp).write_text(json.dumps(report.as_dict(), indent=1) + "\n")
+    return report
+
+
+class _Stop(Exception):
+    """A normal end of a live run (--max-seconds)."""
+
+
+def report_error(report: LiveReport) -> ReenactError:
+    """The one-line error for a run whose input failed, saying what was kept."""
+    kept = f"; kept {report.output_frames} frames in {', '.join(report.outputs)}" if report.outputs else ""
+    return ReenactError(f"{report.error}{kept}")
