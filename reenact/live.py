@@ -492,7 +492,8 @@ def run_live(
         status = stack.enter_context(LiveStatus(progress))
 
         def watchdog() -> None:
-            if time.monotonic() - capture.last_arrival > stall_timeout:
+            # Only a live input can stall: a file read as fast as it is used waits on the pipeline, not the input.
+            if is_live and time.monotonic() - capture.last_arrival > stall_timeout:
                 raise InputStalled(f"{source.label}: input stalled (no frame for {stall_timeout:g} s)")
             if max_seconds is not None and time.monotonic() - capture.started >= max_seconds:
                 raise _Stop(f"stopped after --max-seconds {max_seconds:g}")

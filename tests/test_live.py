@@ -113,6 +113,18 @@ def test_drive_a_still_image_with_the_input_face(long_clip: Path, astronaut: np.
     assert min(psnr(f[far], astronaut[far]) for f in frames) > 30
 
 
+def test_drive_a_video_that_loops_when_it_ends(long_clip: Path, shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"  # 3 s: it must loop within the 4 s run
+    output = tmp_path / "driven.mp4"
+    result = run_cli("live", "--input", long_clip, "--realtime", "--source", source, "--output", output,
+                     "--max-seconds", "4", "--no-preview", "--quiet")
+    assert result.returncode == 0, result.stderr
+    info = probe(output)
+    assert (info.width, info.height) == (360, 288) and info.frame_count >= 2
+    times = [f.time for f in VideoReader(output)]
+    assert times[-1] > 3.2  # past the source's end: it looped instead of stopping
+
+
 def test_a_stream_output_can_be_received(long_clip: Path, tmp_path: Path) -> None:
     port = 23000 + os.getpid() % 1000
     received: list[tuple[int, int]] = []
@@ -225,3 +237,15 @@ def test_the_hud_draws_on_a_copy(astronaut: np.ndarray) -> None:
     assert np.array_equal(astronaut, before)  # the frame that is written stays clean
     changed = np.abs(hud.astype(np.int16) - astronaut).max(axis=2) > 0
     assert changed[-30:].any() and changed[:100, :100].any()  # the status line and the AU bars
+
+
+def test_a_virtual_camera_without_pyvirtualcam_says_what_to_install(long_clip: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pyvirtualcam") is not None:
+        pytest.skip("pyvirtualcam is installed here: the missing-extra message cannot show")
+    result = run_cli("live", "--input", long_clip, "--realtime", "--preset", "happy", "--virtual-cam",
+                     "--no-preview", "--max-seconds", "2")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "reenact[virtualcam]" in lines[0] and "Traceback" not in result.stderr
