@@ -184,6 +184,25 @@ def test_a_stalled_stream_stops_with_a_clear_error_and_keeps_the_output(shared_d
     assert probe(output).frame_count == report["output_frames"]  # what came before the stall is kept, complete
 
 
+def test_ctrl_c_ends_a_live_run_and_keeps_the_output(long_clip: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    output = tmp_path / "recorded.mp4"
+    command = [sys.executable, "-m", "reenact", "live", "--input", str(long_clip), "--realtime", "--preset", "happy",
+               "--output", str(output), "--no-preview"]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".recorded.mp4.tmp-*")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until frames are being written
+    time.sleep(1.0)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    assert "interrupted (Ctrl-C)" in stderr and "Traceback" not in stderr
+    assert probe(output).frame_count >= 1 and not list(tmp_path.glob(".recorded*"))
+
+
 def test_a_camera_that_does_not_open_is_one_clear_line(tmp_path: Path) -> None:
     output = tmp_path / "out.mp4"
     result = run_cli("live", "--camera", "97", "--preset", "happy", "--output", output, "--no-preview")
