@@ -91,6 +91,34 @@ def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset"
                        help=f"encoder speed preset (default {default_preset})")
 
 
+def _add_generator(parser: argparse.ArgumentParser,
+                   model_help: str = "generator name in models/ or path (default: models/default)") -> None:
+    parser.add_argument("--model", help=model_help)
+    parser.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
+    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+
+
+def _generator(args: argparse.Namespace):
+    from reenact.api import GeneratorOptions
+
+    return GeneratorOptions(args.model, not args.no_smooth, args.device)
+
+
+def _encode(args: argparse.Namespace):
+    from reenact.api import EncodeOptions
+
+    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
+
+
+def _au_edits(args: argparse.Namespace) -> tuple[tuple, str | None, float]:
+    """--au and --preset as (AU edits, preset name, strength)."""
+    from reenact.editing import parse_au_edit
+    from reenact.model.presets import parse_preset
+
+    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
+    return tuple(parse_au_edit(a) for a in args.au), preset, strength
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reenact", description="Edit facial expressions in video.")
     parser.add_argument("--version", action="version", version=f"reenact {__version__}")
@@ -124,9 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
     edit.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
     edit.add_argument("--ramp", type=float, default=0.3, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
-    edit.add_argument("--model", help="generator name in models/ or path (default: models/default)")
-    edit.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
-    edit.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_generator(edit)
     _add_tracking(edit)
     _add_encoding(edit, "--encoder-preset")
 
@@ -139,9 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred AUs (default 1)")
     transfer.add_argument("--aus", metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
-    transfer.add_argument("--model", help="generator name in models/ or path (default: models/default)")
-    transfer.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
-    transfer.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_generator(transfer)
     _add_tracking(transfer)
     _add_encoding(transfer)
 
@@ -166,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--report", metavar="JSON", help="write frames, drops and latency figures here")
     live.add_argument("--max-seconds", type=float, help="stop after this many seconds")
     live.add_argument("--stall-timeout", type=float, default=5.0, help="give up when the input sends nothing this long (default 5 s)")
-    live.add_argument("--model", help="generator name in models/ or path (default: models/default)")
-    live.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
-    live.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_generator(live)
     _add_tracking(live)
     _add_encoding(live, "--encoder-preset", default_preset="veryfast")
 
@@ -185,9 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
     group.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
     group.add_argument("--ramp", type=float, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
-    batch.add_argument("--model", help="generator for jobs that name none (default: models/default)")
-    batch.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow")
-    batch.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    _add_generator(batch, "generator for jobs that name none (default: models/default)")
     _add_tracking(batch)
     _add_encoding(batch, "--encoder-preset")
 
@@ -225,29 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _edit(args: argparse.Namespace, tracking, progress: bool):
     from reenact import api
-    from reenact.editing import ExpressionTarget, parse_au_edit
-    from reenact.model.presets import parse_preset
+    from reenact.editing import ExpressionTarget
 
     if not args.au and not args.preset:
         raise ValueError("nothing to edit: give --au AUxx=V and/or --preset NAME")
-    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
-    target = ExpressionTarget(tuple(parse_au_edit(a) for a in args.au), preset, strength, args.start, args.end, args.ramp)
-    encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
-    generator = api.GeneratorOptions(args.model, not args.no_smooth, args.device)
-    return api.edit_expression(args.input, args.output, target, generator, tracking, encode, progress)
+    target = ExpressionTarget(*_au_edits(args), args.start, args.end, args.ramp)
+    return api.edit_expression(args.input, args.output, target, _generator(args), tracking, _encode(args), progress)
 
 
 def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
     from rich.console import Console
 
-    from reenact import api
     from reenact.batch import read_jobs, run_batch
     from reenact.errors import ReenactError
 
     defaults = {"au": args.au, "preset": args.preset, "start": args.start, "end": args.end, "ramp": args.ramp,
                 "codec": args.codec, "crf": args.crf, "encoder_preset": args.encoder_preset}
-    generator = api.GeneratorOptions(args.model, not args.no_smooth, args.device)
-    jobs = read_jobs(args.jobs, args.output, defaults, generator, tracking)
+    jobs = read_jobs(args.jobs, args.output, defaults, _generator(args), tracking)
     report = run_batch(jobs, args.output, args.workers, args.ray, args.force, args.report, progress)
     if progress:
         console = Console(stderr=True)
@@ -258,18 +272,15 @@ def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
 
 
 def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
-    from reenact import api, live
-    from reenact.editing import parse_au_edit
-    from reenact.model.presets import parse_preset
+    from reenact import live
 
     if args.source and (args.au or args.preset):
         raise ValueError("--source drives a face with the input's expressions; --au/--preset edit the input's face: pick one")
     if not (args.source or args.au or args.preset):
         raise ValueError("nothing to do: give --preset NAME, --au AUxx=V or --source IMAGE")
-    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
-    control = live.LiveControl(edits=tuple(parse_au_edit(a) for a in args.au), preset=preset, strength=strength)
-    encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
-    outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, encode)
+    edits, preset, strength = _au_edits(args)
+    control = live.LiveControl(edits=edits, preset=preset, strength=strength)
+    outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, _encode(args))
     source = live.LiveInput(args.camera, args.input, args.realtime, args.camera_size, args.camera_fps)
 
     def warn(message: str) -> None:
@@ -277,8 +288,8 @@ def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
             print(f"reenact: live: {message}", file=sys.stderr)
 
     report = live.run_live(
-        source, outputs, control, args.source, args.au_scale, api.GeneratorOptions(args.model, not args.no_smooth, args.device),
-        tracking, args.max_seconds, args.stall_timeout, args.report, progress, warn,
+        source, outputs, control, args.source, args.au_scale, _generator(args), tracking, args.max_seconds,
+        args.stall_timeout, args.report, progress, warn,
     )
     if progress:
         print(report.summary(), file=sys.stderr)
@@ -334,16 +345,14 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.face.aus import parse_au_name
 
         aus = tuple(parse_au_name(a) for a in args.aus.split(",")) if args.aus else None
-        encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
-            api.GeneratorOptions(args.model, not args.no_smooth, args.device), tracking, encode, progress,
+            _generator(args), tracking, _encode(args), progress,
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)
     else:
-        encode = api.EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
-        report = api.track_video(args.input, args.output, tracking, encode, progress=progress)
+        report = api.track_video(args.input, args.output, tracking, _encode(args), progress=progress)
     if not args.quiet:
         speed = f", {report.fps:.1f} fps" if report.frames > 1 else ""
         print(

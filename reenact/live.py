@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -187,8 +188,16 @@ class _Capture:
             yield frame.replace(index=self.captured - 1, pts=ms, time_base=LIVE_TIME_BASE), at
 
 
-def open_input(source: LiveInput, stall_timeout: float) -> tuple[Iterable[Frame], bool, float, Callable[[], None]]:
-    """Open a live input: (frames, whether it is live (frames must be dropped when behind), its frame rate, close)."""
+class OpenedInput(NamedTuple):
+    frames: Iterable[Frame]
+    live: bool  # frames must be dropped when the pipeline is behind (a camera, a stream, a paced file)
+    paced: bool  # a file released at its own timestamps
+    fps: float
+    close: Callable[[], None]
+
+
+def open_input(source: LiveInput, stall_timeout: float) -> OpenedInput:
+    """Open a live input."""
     if (source.camera is None) == (source.url is None):
         raise ValueError("give one input: --camera N or --input URL/FILE")
     timeout = (max(10.0, stall_timeout), stall_timeout)  # PyAV's (open, read) timeouts, for network protocols
@@ -198,17 +207,17 @@ def open_input(source: LiveInput, stall_timeout: float) -> tuple[Iterable[Frame]
         if source.camera_size:
             options["video_size"] = source.camera_size
         reader = StreamReader(url, fmt, options, timeout, label=f"camera {source.camera} ({url})")
-        return reader, True, reader.fps or 30.0, reader.close
+        return OpenedInput(reader, True, False, reader.fps or 30.0, reader.close)
     url = str(source.url)
     path = Path(url)
     if "://" not in url and path.is_file():  # a regular file: paced like a camera, or read as fast as used
-        fps = float(probe(path).fps or 25)
         file_reader = VideoReader(path)
-        return file_reader, source.realtime, fps, file_reader.close
+        fps = float(file_reader.info.fps or 25)
+        return OpenedInput(file_reader, source.realtime, source.realtime, fps, file_reader.close)
     if "://" not in url and not path.exists():
         raise InputError(f"{url}: file not found")
     reader = StreamReader(url, timeout=timeout)  # a network stream, a pipe or a device: live
-    return reader, True, reader.fps or 30.0, reader.close
+    return OpenedInput(reader, True, False, reader.fps or 30.0, reader.close)
 
 
 # --- stages --------------------------------------------------------------------------------------------------
@@ -271,11 +280,11 @@ class _Drive:
         self._drive: tuple[np.ndarray, np.ndarray] | None = None  # (camera AUs, their rest)
         info = probe(self.source)
         self._still = info.is_image
+        self._duration = info.duration or 0.0
         self._tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
         self._aligner = FaceAligner(tracking.crop_size)
         self._align = AlignStage(self._aligner)
         self._reader: VideoReader | None = None
-        self._loops = 0
         self._offset = 0.0  # source time added per loop, so the tracker's clock keeps rising
         self._cached: FrameState | None = None
         self.paste = EditPasteStage(generator.editor(self._goal))
@@ -309,8 +318,7 @@ class _Drive:
                 return frame
             self._reader.close()
             self._reader = None
-            self._loops += 1
-            self._offset += (probe(self.source).duration or 0.0) + 0.04
+            self._offset += self._duration + 0.04
         raise InputError(f"{self.source}: no frames to loop")
 
     def __call__(self, camera: FrameState) -> FrameState:
@@ -479,9 +487,8 @@ def run_live(
         report.dropped += 1
 
     with ExitStack() as stack:
-        frames, is_live, fps, close_input = open_input(source, stall_timeout)
-        capture = _Capture(frames, pace=is_live and source.camera is None and source.url is not None
-                           and Path(source.url).is_file())
+        frames, is_live, paced, fps, close_input = open_input(source, stall_timeout)
+        capture = _Capture(frames, pace=paced)
         tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
         stages: list[Callable] = [_CaptureTrack(tracker)]
         if drive is not None:

@@ -121,8 +121,13 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
     return container.streams.video[0]
 
 
+def _reason(error: Exception) -> str:
+    """What went wrong, in the OS's words when it has them."""
+    return getattr(error, "strerror", None) or str(error)
+
+
 def _corrupt(path: Path, after: int, error: Exception) -> InputError:
-    reason = getattr(error, "strerror", None) or str(error)
+    reason = _reason(error)
     return InputError(f"{path}: file is truncated or corrupt (decoding failed after {after} frames: {reason})")
 
 
@@ -578,8 +583,7 @@ class StreamReader:
             self._container = av.open(url, format=format, options=options or {}, timeout=timeout,
                                       metadata_errors="replace")
         except (*_IO_ERRORS, ValueError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise InputError(f"{self.label}: cannot open ({reason})") from e
+            raise InputError(f"{self.label}: cannot open ({_reason(e)})") from e
         self._stream = _video_stream(self._container, Path(self.label))
         self._stream.thread_type = "AUTO"
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -594,8 +598,7 @@ class StreamReader:
                 yield Frame(self.frames, vf.pts if vf.pts is not None else vf.dts, self.time_base, image)
                 self.frames += 1
         except _IO_ERRORS as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise InputError(f"{self.label}: input lost after {self.frames} frames ({reason})") from e
+            raise InputError(f"{self.label}: input lost after {self.frames} frames ({_reason(e)})") from e
 
     def close(self) -> None:
         self._container.close()
@@ -619,8 +622,7 @@ class StreamWriter:
         try:
             self._container = av.open(url, "w", format=_STREAM_FORMATS.get(scheme))
         except (*_IO_ERRORS, ValueError) as e:
-            reason = getattr(e, "strerror", None) or str(e)
-            raise OutputError(f"{url}: cannot open the stream ({reason})") from e
+            raise OutputError(f"{url}: cannot open the stream ({_reason(e)})") from e
         try:
             self._video = cast(av.VideoStream, self._container.add_stream(codec, rate=Fraction(round(fps * 1000), 1000)))
             self._video.width, self._video.height = width, height
