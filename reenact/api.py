@@ -20,7 +20,8 @@ from reenact.face.tracker import FaceChoice, FaceTracker
 from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
 from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
 from reenact.progress import FrameProgress
-from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, atomic_output, check_output_path, probe
+from reenact.files import atomic_output
+from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, check_output_path, probe
 
 if TYPE_CHECKING:  # torch loads only for the commands that run the generator
     from reenact.editing import ExpressionTarget

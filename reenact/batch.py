@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from reenact import api
 from reenact.errors import InputError, ReenactError
 from reenact.progress import JobProgress
-from reenact.video import atomic_output, check_output_path
+from reenact.files import atomic_output
+from reenact.video import check_output_path
 
 if TYPE_CHECKING:
     from rich.table import Table

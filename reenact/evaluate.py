@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.face.aus import AU_NAMES, blendshapes_to_aus
+from reenact.face.aus import AU_NAMES, blendshapes_to_aus, coupled_aus
 from reenact.face.tracker import FaceTracker
 from reenact.model.networks import Generator
 from reenact.train.pairs import PairBatch, PairSampler
-from reenact.train.prepare import PreparedClip
+from reenact.train.dataset import PreparedClip
 
 # The single-AU edits the acceptance asks about: (name, {AU: change}).
 SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (
@@ -120,7 +120,8 @@ def measure_aus(tracker: FaceTracker, images: np.ndarray, upscale: int = 256) ->
 @torch.no_grad()
 def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, seed: int = 11) -> dict[str, dict[str, float]]:
     """Per single-AU edit: the mean share of the requested change measured on the output, and the mean of the
-    largest change of any other AU."""
+    largest change of any other AU; also that largest change over the other AUs that the reader does not compute
+    from the edited AU's own blendshapes (``coupled_aus``: those move with it by construction)."""
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     results: dict[str, dict[str, float]] = {}
     with FaceTracker(video_mode=False) as tracker:
@@ -133,10 +134,14 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
             ok = ~np.isnan(moved).any(axis=1)
             edited = [AU_NAMES.index(au) for au in change]
             others = [i for i in range(len(AU_NAMES)) if i not in edited]
+            coupled = sorted({AU_NAMES.index(c) for au in change for c in coupled_aus(au)} - set(edited))
+            independent = [i for i in others if i not in coupled]
             share = (moved[ok][:, edited].sum(axis=1) / np.maximum(asked[ok][:, edited].sum(axis=1), 1e-3))
             results[name] = {
                 "share_of_request": float(np.mean(share)),
                 "others_max_change": float(np.mean(np.abs(moved[ok][:, others]).max(axis=1))),
+                "independent_others_max_change": float(np.mean(np.abs(moved[ok][:, independent]).max(axis=1))),
+                "coupled": [AU_NAMES[i] for i in coupled],
                 "faces": int(ok.sum()),
             }
     return results
@@ -168,7 +173,7 @@ def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = 
 @torch.no_grad()
 def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces: int = 6, seed: int = 3) -> None:
     """A PNG grid: one row per face, columns source then each single-AU edit and each preset."""
-    from reenact.video import atomic_output
+    from reenact.files import atomic_output
 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     columns: list[tuple[str, np.ndarray]] = [("source", batch.image_a)]
@@ -194,7 +199,7 @@ def evaluate(
     from reenact.api import GeneratorOptions, edit_expression
     from reenact.editing import ExpressionTarget
     from reenact.model.io import load_generator
-    from reenact.train.prepare import load_dataset
+    from reenact.train.dataset import load_dataset
 
     people = json.loads(Path(split).read_text())["validation"] if split else None
     index = json.loads((Path(dataset_dir) / "index.json").read_text())

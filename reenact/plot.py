@@ -16,7 +16,7 @@ def plot_au_curves(times: np.ndarray, aus: np.ndarray, path: str | os.PathLike[s
     matplotlib.use("Agg")  # files only: works on headless machines
     import matplotlib.pyplot as plt
 
-    from reenact.video import atomic_output
+    from reenact.files import atomic_output
 
     fig, axes = plt.subplots(len(AU_NAMES), 1, figsize=(10, 1.0 * len(AU_NAMES)), sharex=True)
     for i, (axis, name) in enumerate(zip(axes, AU_NAMES)):

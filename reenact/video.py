@@ -12,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import secrets
 from collections.abc import Generator, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,8 +26,7 @@ import av.stream
 import numpy as np
 
 from reenact.errors import InputError, OutputError
-
-StrPath = str | os.PathLike[str]
+from reenact.files import StrPath, atomic_output
 
 # Muxer errors and OS errors both mean "this file cannot be read/written".
 _IO_ERRORS = (av.FFmpegError, OSError)
@@ -281,30 +279,6 @@ def check_output_path(output: StrPath, *inputs: StrPath | None, media: bool = Tr
         raise OutputError(f"{out}: output folder {folder} is not writable")
     if media:
         _check_format(out)
-
-
-@contextmanager
-def atomic_output(path: StrPath) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; move it into place only on success.
-
-    The temporary name keeps the extension last so muxers pick the right format.
-    On any exception (KeyboardInterrupt included) the temporary file is deleted and
-    `path` is left as it was.
-    """
-    final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}{final.suffix}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise OutputError(f"{final}: nothing was written")
-        try:
-            os.replace(tmp, final)
-        except OSError as e:
-            raise OutputError(f"{final}: cannot move the finished file into place ({e.strerror})") from e
-    except BaseException:
-        with suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 @functools.lru_cache(maxsize=32)

@@ -55,3 +55,16 @@ def astronaut() -> np.ndarray:
     import skimage.data
 
     return skimage.data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, require_face_model: Path) -> Path:
+    """Two people, each one clip with its OpenFace labels: a GRID speaker and a talking head with blinks, 128-pixel
+    crops of every second frame."""
+    from reenact.train.prepare import prepare_dataset
+
+    out = tmp_path_factory.mktemp("dataset")
+    clips = [shared_data / "train" / name for name in ("grid_s1/bbaf2n.mp4", "video-retalking/3.mp4")]
+    prepare_dataset(clips, out, crop_size=128, stride=2, labels_dir=shared_data / "train_aus",
+                    manifest=shared_data / "train" / "MANIFEST.csv", progress=False)
+    return out

@@ -131,3 +131,14 @@ def test_au_cli_on_a_clip_has_a_row_per_frame(shared_data: Path, tmp_path: Path)
     assert [int(r["frame"]) for r in rows] == list(range(1, len(times) + 1))
     assert [float(r["timestamp"]) for r in rows] == pytest.approx(times, abs=6e-4)
     assert max(float(r["AU45_r"]) for r in rows) >= 1.5
+
+
+def test_coupled_aus_are_those_read_from_a_shared_blendshape() -> None:
+    from reenact.face.aus import AU_NAMES, AU_SOURCES, coupled_aus
+
+    assert coupled_aus("AU26") == ("AU25",) and coupled_aus("AU12") == ("AU06",)
+    assert coupled_aus("AU45") == () and coupled_aus("AU15") == ()
+    for au in AU_NAMES:
+        for other in coupled_aus(au):
+            assert au in coupled_aus(other)  # sharing is mutual
+            assert set(AU_SOURCES[au]) & set(AU_SOURCES[other])

@@ -16,13 +16,8 @@ from reenact.face.align import STABLE_LANDMARKS, TEMPLATE, FaceAligner
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.pipeline import AlignStage, TrackStage, stream
-from reenact.train.prepare import (
-    PrepareReport,
-    find_clips,
-    load_dataset,
-    prepare_dataset,
-    read_openface,
-)
+from reenact.train.dataset import load_dataset
+from reenact.train.prepare import PrepareReport, find_clips, prepare_dataset, read_openface
 from reenact.video import VideoReader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

@@ -11,24 +11,12 @@ from pathlib import Path
 import pytest
 
 from reenact.model.io import load_generator
-from reenact.train.prepare import load_dataset, prepare_dataset
+from reenact.train.dataset import load_dataset
 from reenact.train.trainer import TrainOptions, split_people, train
 from reenact.evaluate import self_reenactment
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 TINY = dict(steps=30, batch=8, checkpoint_every=10, validation_people=1, validation_pairs=8)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """Two people: a GRID clip and a talking head with blinks, 128-pixel crops."""
-    clips = tmp_path_factory.mktemp("clips")
-    for name in ("grid_s1/bbaf2n.mp4", "video-retalking/3.mp4"):
-        target = clips / name.replace("/", "_")
-        target.write_bytes((shared_data / "train" / name).read_bytes())
-    out = tmp_path_factory.mktemp("dataset")
-    prepare_dataset([clips], out, crop_size=128, stride=2, progress=False)
-    return out
 
 
 def log_lines(run: Path) -> list[dict]:

@@ -54,6 +54,15 @@ AU_SOURCES: dict[str, tuple[str, ...]] = {
     "AU26": ("jawOpen",),
     "AU45": ("eyeBlink*",),
 }
+
+
+def coupled_aus(au: str) -> tuple[str, ...]:
+    """The other AUs this reader computes from one of ``au``'s blendshapes: they cannot read as unmoved when
+    ``au`` moves (e.g. AU25 with AU26, both from jawOpen; AU06 with AU12, both from mouthSmile)."""
+    mine = set(AU_SOURCES[au])
+    return tuple(other for other in AU_NAMES if other != au and mine & set(AU_SOURCES[other]))
+
+
 LATERAL_AUS: tuple[str, ...] = tuple(au for au in AU_NAMES if any(s.endswith("*") for s in AU_SOURCES[au]))
 SIDES = ("L", "R")
 

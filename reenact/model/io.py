@@ -31,7 +31,7 @@ def save_generator(model: Generator, path: str | os.PathLike[str], metadata: dic
     """Write weights (safetensors) and config (JSON) atomically; returns the weights' path."""
     from safetensors.torch import save_file
 
-    from reenact.video import atomic_output
+    from reenact.files import atomic_output
 
     weights, config = model_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)

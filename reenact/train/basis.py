@@ -16,7 +16,7 @@ import torch
 from reenact.face.aus import AU_NAMES
 from reenact.model.networks import AU_SCALE, Generator
 from reenact.train.pairs import MESH, PairSampler
-from reenact.train.prepare import PreparedClip
+from reenact.train.dataset import PreparedClip
 
 # MediaPipe mesh landmarks used to place the regions: eye corners, nose tip, lip centres and corners.
 _EYES = ((33, 133), (362, 263))

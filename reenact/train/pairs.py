@@ -14,7 +14,7 @@ import numpy as np
 
 from reenact.face.align import STABLE_LANDMARKS, face_mask, similarity_transform
 from reenact.model.networks import normalise
-from reenact.train.prepare import PreparedClip
+from reenact.train.dataset import PreparedClip
 
 MESH = 468  # landmarks of the mesh proper; the 10 iris points follow gaze, not expression
 

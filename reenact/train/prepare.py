@@ -23,8 +23,7 @@ import json
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,23 +37,15 @@ from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.pipeline import AlignStage, FrameState, TrackStage, stream
 from reenact.progress import FrameProgress
-from reenact.video import StrPath, VideoReader, VideoWriter, atomic_output, probe
+from reenact.files import StrPath, atomic_output
+from reenact.train.dataset import CLIP_ARRAYS, clip_files
+from reenact.video import VideoReader, VideoWriter, probe
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"})
 CRF = 12
 # At 128 px, 4:2:0 chroma costs 5 dB on the GRID clips (36.4 vs 41.3 dB PSNR) for the same file size.
 PIX_FMT = "yuv444p"
 
-# The npz arrays, one row per kept frame: name -> what a row holds.
-CLIP_ARRAYS: dict[str, str] = {
-    "frame": "int64 source frame index (0-based, decode order)",
-    "time": "float64 presentation time in seconds",
-    "aus": "float32 (17,) our AU intensities from MediaPipe blendshapes, AU_NAMES order",
-    "blendshapes": "float16 (52,) MediaPipe blendshapes",
-    "landmarks": "float32 (478, 2) MediaPipe landmarks in crop pixels",
-    "pose": "float32 (3,) head pitch, yaw, roll in degrees",
-    "openface": "float32 (17,) OpenFace AU intensities (AU_NAMES order), NaN where unlabelled",
-}
 
 
 @dataclass(frozen=True)
@@ -146,11 +137,6 @@ def read_openface(path: StrPath, frames: np.ndarray) -> np.ndarray:
     return np.array([labels.get(int(i), missing) for i in frames], dtype=np.float32).reshape(-1, len(AU_NAMES))
 
 
-def _clip_files(clips_dir: Path, clip_id: str) -> tuple[Path, Path]:
-    base = clips_dir / clip_id
-    return base.with_name(base.name + ".mp4"), base.with_name(base.name + ".npz")  # ids may contain dots
-
-
 class _Rows:
     """The npz columns of the kept frames, gathered as they stream by."""
 
@@ -200,7 +186,7 @@ class _Result:
 def _prepare_clip(job: _Job) -> _Result:
     """Track, align and write one clip's mp4 then npz; raises on a bad clip and leaves nothing behind."""
     clip = job.clip
-    mp4, npz = _clip_files(job.clips_dir, clip.id)
+    mp4, npz = clip_files(job.clips_dir, clip.id)
     mp4.parent.mkdir(parents=True, exist_ok=True)
     info = probe(clip.path)
     like = dataclasses.replace(info, width=job.crop_size, height=job.crop_size, rotation=0)
@@ -261,7 +247,7 @@ def _complete_clips(clips_dir: Path) -> dict[str, dict[str, Any]]:
     found = {}
     for npz in sorted(clips_dir.rglob("*.npz")):
         clip_id = npz.relative_to(clips_dir).as_posix().removesuffix(".npz")
-        if npz.name.startswith(".") or not _clip_files(clips_dir, clip_id)[0].is_file():
+        if npz.name.startswith(".") or not clip_files(clips_dir, clip_id)[0].is_file():
             continue  # a temporary, or an mp4 lost since: not complete
         with np.load(npz) as data:
             found[clip_id] = json.loads(str(data["meta"]))
@@ -393,61 +379,3 @@ def _warn(failure: ClipFailure, enabled: bool) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-@dataclass(frozen=True)
-class PreparedClip:
-    """One prepared clip: crops (N, S, S, 3) uint8 and the CLIP_ARRAYS rows, in the same order."""
-
-    id: str
-    source: str
-    identity: str
-    fps: float | None
-    crops: np.ndarray
-    frame: np.ndarray
-    time: np.ndarray
-    aus: np.ndarray
-    blendshapes: np.ndarray
-    landmarks: np.ndarray
-    pose: np.ndarray
-    openface: np.ndarray
-
-
-@dataclass(frozen=True)
-class PreparedDataset:
-    """A prepared dataset in memory, clips in index.json's (id) order."""
-
-    root: Path
-    crop_size: int
-    stride: int
-    au_names: tuple[str, ...]
-    clips: tuple[PreparedClip, ...]
-
-    @property
-    def identities(self) -> tuple[str, ...]:
-        """The distinct identities, sorted: an identity's position is its class index."""
-        return tuple(sorted({clip.identity for clip in self.clips}))
-
-
-def load_clip(out_dir: StrPath, entry: dict[str, Any]) -> PreparedClip:
-    """Decode one clip of index.json (an entry of its ``clips``) with its arrays."""
-    mp4, npz = _clip_files(Path(out_dir) / "clips", entry["id"])
-    with np.load(npz) as data:
-        arrays = {name: data[name] for name in CLIP_ARRAYS}
-    with VideoReader(mp4) as reader:
-        crops = np.stack([frame.image for frame in reader])
-    if len(crops) != len(arrays["frame"]):
-        raise ValueError(f"{mp4}: {len(crops)} crops but {len(arrays['frame'])} rows in {npz.name}")
-    return PreparedClip(entry["id"], entry["source"], entry["identity"], entry["fps"], crops, **arrays)
-
-
-def load_dataset(out_dir: StrPath, clips: Iterable[str] | None = None, threads: int = 4) -> PreparedDataset:
-    """Load a prepared dataset (all clips, or those ids) into memory: ~50 KB per frame at 128 px.
-
-    Clips decode in ``threads`` threads (PyAV decodes and converts without the GIL): 3x faster on 2 cores.
-    """
-    root = Path(out_dir)
-    index = json.loads((root / "index.json").read_text())
-    wanted = None if clips is None else set(clips)
-    entries = [e for e in index["clips"] if wanted is None or e["id"] in wanted]
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        loaded = tuple(pool.map(lambda entry: load_clip(root, entry), entries))
-    return PreparedDataset(root, index["crop_size"], index["stride"], tuple(index["au_names"]), loaded)

@@ -31,8 +31,8 @@ from reenact.model.io import load_generator, save_generator
 from reenact.model.networks import Generator, GeneratorConfig
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
 from reenact.train.pairs import MESH, PairBatch, PairSampler
-from reenact.train.prepare import PreparedClip, load_dataset
-from reenact.video import atomic_output
+from reenact.train.dataset import PreparedClip, load_dataset
+from reenact.files import atomic_output
 
 Phase = Literal["motion", "texture", "joint", "basis"]
 
