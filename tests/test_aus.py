@@ -12,7 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from reenact.face.aus import AU_NAMES, CSV_COLUMNS, LATERAL_AUS, blendshapes_to_aus, lateral_aus, parse_au_name
+from reenact.face.aus import (
+    AU_NAMES,
+    AU_SOURCES,
+    CSV_COLUMNS,
+    LATERAL_AUS,
+    blendshapes_to_aus,
+    coupled_aus,
+    lateral_aus,
+    parse_au_name,
+)
 from reenact.face.tracker import FaceTracker
 from reenact.video import VideoReader
 
@@ -134,8 +143,6 @@ def test_au_cli_on_a_clip_has_a_row_per_frame(shared_data: Path, tmp_path: Path)
 
 
 def test_coupled_aus_are_those_read_from_a_shared_blendshape() -> None:
-    from reenact.face.aus import AU_NAMES, AU_SOURCES, coupled_aus
-
     assert coupled_aus("AU26") == ("AU25",) and coupled_aus("AU12") == ("AU06",)
     assert coupled_aus("AU45") == () and coupled_aus("AU15") == ()
     for au in AU_NAMES:

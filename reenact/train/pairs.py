@@ -35,11 +35,16 @@ class PairBatch:
 class PairSampler:
     """Samples pairs with each identity equally likely (one GRID speaker is 65% of the frames otherwise)."""
 
-    def __init__(self, clips: list[PreparedClip], max_gap_s: float = 4.0, seed: int = 0) -> None:
+    def __init__(self, clips: list[PreparedClip], max_gap_s: float = 4.0, seed: int = 0, distinct: bool = False,
+                 max_pose_change: float | None = None) -> None:
+        """``distinct``: B is never A itself. ``max_pose_change``: B's head pitch, yaw and roll each within this
+        many degrees of A's (a frame with no such partner is drawn again)."""
         self.clips = [c for c in clips if len(c.frame) >= 2]
         if not self.clips:
             raise ValueError("no clip with two or more frames to sample pairs from")
         self.max_gap_s = max_gap_s
+        self.distinct = distinct
+        self.max_pose_change = max_pose_change
         self.rng = np.random.default_rng(seed)
         by_person: dict[str, list[int]] = {}
         for i, clip in enumerate(self.clips):
@@ -47,13 +52,20 @@ class PairSampler:
         self.people = list(by_person.values())
 
     def _pair(self) -> tuple[PreparedClip, int, int]:
-        group = self.people[self.rng.integers(len(self.people))]
-        # Within a person, clips are drawn by length so every frame is equally likely.
-        lengths = np.array([len(self.clips[i].frame) for i in group], dtype=float)
-        clip = self.clips[group[self.rng.choice(len(group), p=lengths / lengths.sum())]]
-        a = int(self.rng.integers(len(clip.frame)))
-        near = np.flatnonzero(np.abs(clip.time - clip.time[a]) <= self.max_gap_s)
-        return clip, a, int(self.rng.choice(near))
+        for _ in range(10_000):
+            group = self.people[self.rng.integers(len(self.people))]
+            # Within a person, clips are drawn by length so every frame is equally likely.
+            lengths = np.array([len(self.clips[i].frame) for i in group], dtype=float)
+            clip = self.clips[group[self.rng.choice(len(group), p=lengths / lengths.sum())]]
+            a = int(self.rng.integers(len(clip.frame)))
+            near = np.abs(clip.time - clip.time[a]) <= self.max_gap_s
+            if self.distinct:
+                near[a] = False
+            if self.max_pose_change is not None:
+                near &= np.abs(clip.pose - clip.pose[a]).max(axis=1) <= self.max_pose_change
+            if near.any():
+                return clip, a, int(self.rng.choice(np.flatnonzero(near)))
+        raise ValueError("no pair of frames meets the pair conditions (time gap, distinct frames, head pose)")
 
     def sample(self, batch: int, images: bool) -> PairBatch:
         rows = []
