@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from reenact import __version__
@@ -39,7 +40,9 @@ When the machine falls behind, frames are dropped (and counted) so latency never
   reenact train dataset -o runs/motion --phase motion --steps 4000
   reenact train dataset -o runs/texture --phase texture --init runs/motion/model --steps 2000
   reenact train dataset -o runs/basis --phase basis --init runs/texture/model   # closed-form motion fields
-  torchrun --nproc-per-node 2 -m reenact train dataset -o runs/joint --phase joint""",
+  torchrun --nproc-per-node 2 -m reenact train dataset -o runs/joint --phase joint
+  reenact train dataset -o runs/gpu --phase adversarial --init runs/basis/model --seconds 300 --batch 64
+  reenact train dataset -o runs/critic --phase adversarial --au-weight 0.3 --critic-reads warped --tune-motion""",
     "au": """examples:
   reenact au talk.mp4 -o talk_aus.csv --plot talk_aus.png
   reenact au portrait.jpg -o portrait_aus.csv
@@ -58,6 +61,25 @@ When the machine falls behind, frames are dropped (and counted) so latency never
 
 A rerun skips the jobs whose output exists (--force redoes them); OUTDIR/batch_report.json lists every job.""",
 }
+
+
+def _train_adversarial(args: argparse.Namespace) -> None:
+    import torch
+
+    from reenact.train.adversarial import AdversarialOptions, AUCritic, train_adversarial
+
+    options = AdversarialOptions(
+        seconds=args.seconds, batch=args.batch, lr=args.lr or 2e-4, au_weight=args.au_weight, adv_weight=args.adv_weight,
+        mask_weight=args.mask_weight, texture_size=args.texture_size, texture_channels=args.texture_channels,
+        motion=int(args.tune_motion), critic_reads=args.critic_reads, validation_people=args.validation_people,
+    )  # fmt: skip
+    critic = None
+    if args.critic:
+        critic = AUCritic()
+        critic.load_state_dict(torch.load(args.critic, map_location="cpu"))
+    last = train_adversarial(args.dataset, args.output, args.init, options, critic=critic)
+    if not args.quiet:
+        print(f"{Path(args.output) / 'model.safetensors'}: {last}", file=sys.stderr)
 
 
 def _face_choice(text: str) -> str | int:
@@ -224,14 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", "Train the generator self-supervised on a prepared dataset (resumes where it stopped).")
     train.add_argument("dataset", help="folder written by reenact prepare")
     train.add_argument("-o", "--output", required=True, help="run folder: checkpoint, log, model.safetensors")
-    train.add_argument("--phase", choices=("motion", "texture", "joint", "basis"), default="motion",
-                       help="basis: fit the motion step's per-AU fields in closed form (seconds), FACS regions apart")
+    train.add_argument("--phase", choices=("motion", "texture", "joint", "basis", "adversarial"), default="motion",
+                       help="basis: fit the motion step's per-AU fields in closed form (seconds), FACS regions apart; "
+                            "adversarial: the texture step against a realism term and, with --au-weight, an AU critic")
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--batch", type=int, default=32)
-    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--lr", type=float, help="learning rate (default 3e-4; 2e-4 for --phase adversarial)")
     train.add_argument("--init", metavar="MODEL", help="start from these weights")
     train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
     train.add_argument("--mask-weight", type=float, default=0.002, help="penalty on the texture mask's area (default 0.002)")
+    adversarial = train.add_argument_group("--phase adversarial (reenact.train.adversarial)")
+    adversarial.add_argument("--seconds", type=float, default=300.0, help="wall-clock budget instead of --steps (default 300)")
+    adversarial.add_argument("--adv-weight", type=float, default=0.02, help="realism term's weight (default 0.02)")
+    adversarial.add_argument("--au-weight", type=float, default=0.0, help="AU critic term's weight (default 0: no critic)")
+    adversarial.add_argument("--critic", metavar="PT", help="an AU critic saved by an earlier run, instead of fitting one")
+    adversarial.add_argument("--critic-reads", choices=("output", "warped"), default="output",
+                             help="warped: the critic judges the warp only, so it trains the motion, never the texture")
+    adversarial.add_argument("--tune-motion", action="store_true", help="train the per-AU motion fields too (in their regions)")
+    adversarial.add_argument("--texture-size", type=int, help="a new texture step of this size (e.g. 128)")
+    adversarial.add_argument("--texture-channels", type=int, default=32, help="its width (default 32)")
     evaluate = command("eval", "Measure a generator on the validation people of a prepared dataset.")
     evaluate.add_argument("dataset", help="folder written by reenact prepare")
     evaluate.add_argument("--model", help="generator name in models/ or path (default: models/default)")
@@ -298,8 +331,6 @@ def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from reenact import api
-
     progress = not args.quiet
     if args.command == "prepare":
         from reenact.train.prepare import prepare_dataset
@@ -310,10 +341,13 @@ def _run(args: argparse.Namespace) -> None:
             print(f"{args.output}: {len(report.done)} clips prepared, {len(report.skipped)} already done, "
                   f"{len(report.failed)} failed, {report.frames_kept} frames", file=sys.stderr)
         return
+    if args.command == "train" and args.phase == "adversarial":
+        _train_adversarial(args)
+        return
     if args.command == "train":
         from reenact.train.trainer import TrainOptions, train
 
-        options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr, init=args.init,
+        options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr or 3e-4, init=args.init,
                                validation_people=args.validation_people, mask_weight=args.mask_weight)
         result = train(args.dataset, args.output, options, progress)
         if not args.quiet:
@@ -321,7 +355,6 @@ def _run(args: argparse.Namespace) -> None:
         return
     if args.command == "eval":
         import json
-        from pathlib import Path
 
         from reenact.evaluate import evaluate
 
@@ -332,6 +365,9 @@ def _run(args: argparse.Namespace) -> None:
             Path(args.output).write_text(text + "\n")
         print(text)
         return
+    # Imported only here: training and evaluation run where PyAV is not installed (a bare GPU machine).
+    from reenact import api
+
     tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
     if args.command == "batch":
         _batch(args, tracking, progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_the_critic_learns_the_openface_labels(tiny_dataset: Path) -> None:
 def test_adversarial_training_changes_the_texture_and_keeps_motion_in_its_regions(tiny_dataset: Path, tmp_path: Path) -> None:
     init = load_generator()
     options = AdversarialOptions(seconds=8, batch=4, critic_steps=5, snapshots=2, motion=1, basis_lr=1e-3,
-                                 critic_reads="warped", au_weight=0.5)
+                                 critic_reads="warped", au_weight=0.5, validation_people=0)
     train_adversarial(tiny_dataset, tmp_path / "run", None, options)
     snapshot = torch.load(tmp_path / "run" / "snapshots.pt", weights_only=False)
     assert len(snapshot["snapshots"]) == 2 and (tmp_path / "run" / "critic.pt").is_file()
@@ -96,7 +97,8 @@ def test_adversarial_training_changes_the_texture_and_keeps_motion_in_its_region
 
 
 def test_a_bigger_texture_step_can_be_trained_on_the_default_motion(tiny_dataset: Path, tmp_path: Path) -> None:
-    options = AdversarialOptions(seconds=4, batch=2, snapshots=1, au_weight=0, texture_size=128, texture_channels=16)
+    options = AdversarialOptions(seconds=4, batch=2, snapshots=1, au_weight=0, texture_size=128, texture_channels=16,
+                                 validation_people=0)
     train_adversarial(tiny_dataset, tmp_path / "run", None, options)
     snapshot = torch.load(tmp_path / "run" / "snapshots.pt", weights_only=False)
     model = apply_snapshot(load_generator(), snapshot)
@@ -105,3 +107,17 @@ def test_a_bigger_texture_step_can_be_trained_on_the_default_motion(tiny_dataset
     crop = torch.rand(1, 3, 256, 256)
     out = model(crop, torch.zeros(1, 478, 2), torch.zeros(1, 17), torch.full((1, 17), 1.0))["output"]
     assert out.shape == crop.shape and torch.isfinite(out).all()
+
+
+def test_reenact_train_runs_the_adversarial_phase(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Through the CLI, holding a person out as the other phases do, and leaving a loadable model."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "reenact", "train", str(tiny_dataset), "-o", str(run), "--phase", "adversarial",
+               "--seconds", "3", "--batch", "2", "--validation-people", "2", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run / "split.json").read_text()) == {"train": ["GRID-s1"], "validation": ["AOC"]}
+    model = load_generator(run / "model")
+    assert model.config == load_generator().config
+    assert not (run / "critic.pt").exists()  # --au-weight 0 (the default): no critic
+

@@ -9,13 +9,12 @@
   the AU change the critic reads (edit against source) and the change asked for, on random AU edits of A.
 
 The AU response is never judged by this critic: ``reenact eval`` measures it with reenact's MediaPipe reader.
-Run as ``python -m reenact.train.adversarial DATASET -o RUN ...`` (needs torch and OpenCV only, so it runs on a
-bare GPU machine from a ``pack_dataset`` copy).
+Run as ``reenact train DATASET -o RUN --phase adversarial ...``; it needs torch and OpenCV only, so it runs on a
+bare GPU machine from a ``pack_dataset`` copy.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 import time
@@ -97,6 +96,7 @@ class AdversarialOptions:
     landmark_weight: float = 1.0
     basis_lr: float = 2e-5  # the basis is already the least-squares fit: by default only nudged
     critic_reads: str = "output"  # or "warped": the AU term then trains the motion step only, never the texture
+    validation_people: int = 8  # held out as ``reenact train`` does, when no list of training people is given
     seed: int = 0
 
 
@@ -155,9 +155,13 @@ def _batches(sampler: PairSampler, batch: int, queue: Queue, stop: threading.Eve
 def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | Path | None,
                       options: AdversarialOptions, train_people: list[str] | None = None,
                       critic: AUCritic | None = None) -> dict:
-    """Train the texture step of ``init`` (the motion step stays as it is); writes ``OUT/snapshots.pt`` (the
-    texture weights at evenly spaced times, with the config) and ``OUT/train.log``. Returns the last log line."""
-    from reenact.model.io import load_generator
+    """Train the texture step of ``init`` (the default model when None; its motion step stays as it is unless
+    ``options.motion``) on ``train_people`` (else all but ``options.validation_people`` held out, as ``reenact
+    train`` splits). Writes ``OUT/split.json``, ``OUT/snapshots.pt`` (the trained weights at evenly spaced times,
+    with the config), ``OUT/train.log`` and the last state as ``OUT/model.safetensors`` + ``.json``. Returns the
+    last log line."""
+    from reenact.model.io import load_generator, save_generator
+    from reenact.train.trainer import split_people
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +174,12 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
         print(json.dumps(line), flush=True)
 
     dataset = load_dataset(dataset_dir)
-    clips = [c for c in dataset.clips if train_people is None or c.identity in train_people]
+    if train_people is None:
+        train_people, held = split_people(dataset.identities, options.validation_people)
+    else:
+        held = sorted(set(dataset.identities) - set(train_people))
+    (out / "split.json").write_text(json.dumps({"train": sorted(train_people), "validation": held}, indent=1) + "\n")
+    clips = [c for c in dataset.clips if c.identity in train_people]
     model = load_generator(init, device)  # the default model when no init is named
     if options.texture_size:
         config = GeneratorConfig(**{**asdict(model.config), "texture_size": options.texture_size,
@@ -274,7 +283,8 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
         while not queue.empty():
             queue.get_nowait()
         log_file.close()
-    return last
+    save_generator(model.eval(), out / "model", {"phase": "adversarial", "step": str(step)})
+    return {**last, "step": step, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def apply_snapshot(model: Generator, snapshot: dict, step: int | None = None) -> Generator:
@@ -291,29 +301,3 @@ def apply_snapshot(model: Generator, snapshot: dict, step: int | None = None) ->
         with torch.no_grad():
             model.motion.basis.copy_(basis)
     return model
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("dataset")
-    parser.add_argument("-o", "--out", required=True)
-    parser.add_argument("--init", help="generator to start from (its motion step is kept)")
-    parser.add_argument("--split", help="a split.json: train on its 'train' people only")
-    parser.add_argument("--critic", help="an AU critic saved by an earlier run (critic.pt) instead of training one")
-    for name, value in asdict(AdversarialOptions()).items():
-        kind = type(value) if value is not None else int
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
-    args = parser.parse_args(argv)
-    people = json.loads(Path(args.split).read_text())["train"] if args.split else None
-    fields = {k: getattr(args, k) for k in asdict(AdversarialOptions())}
-    critic = None
-    if args.critic:
-        critic = AUCritic()
-        critic.load_state_dict(torch.load(args.critic, map_location="cpu"))
-        critic.eval().requires_grad_(False)
-    last = train_adversarial(args.dataset, args.out, args.init, AdversarialOptions(**fields), people, critic)
-    print(json.dumps({"done": last}))
-
-
-if __name__ == "__main__":
-    main()
