@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from reenact import __version__
 
@@ -61,25 +61,6 @@ When the machine falls behind, frames are dropped (and counted) so latency never
 
 A rerun skips the jobs whose output exists (--force redoes them); OUTDIR/batch_report.json lists every job.""",
 }
-
-
-def _train_adversarial(args: argparse.Namespace) -> None:
-    import torch
-
-    from reenact.train.adversarial import AdversarialOptions, AUCritic, train_adversarial
-
-    options = AdversarialOptions(
-        seconds=args.seconds, batch=args.batch, lr=args.lr or 2e-4, au_weight=args.au_weight, adv_weight=args.adv_weight,
-        mask_weight=args.mask_weight, texture_size=args.texture_size, texture_channels=args.texture_channels,
-        motion=int(args.tune_motion), critic_reads=args.critic_reads, validation_people=args.validation_people,
-    )  # fmt: skip
-    critic = None
-    if args.critic:
-        critic = AUCritic()
-        critic.load_state_dict(torch.load(args.critic, map_location="cpu"))
-    last = train_adversarial(args.dataset, args.output, args.init, options, critic=critic)
-    if not args.quiet:
-        print(f"{Path(args.output) / 'model.safetensors'}: {last}", file=sys.stderr)
 
 
 def _face_choice(text: str) -> str | int:
@@ -286,6 +267,25 @@ def _edit(args: argparse.Namespace, tracking, progress: bool):
     return api.edit_expression(args.input, args.output, target, _generator(args), tracking, _encode(args), progress)
 
 
+def _train_adversarial(args: argparse.Namespace) -> None:
+    import torch
+
+    from reenact.train.adversarial import AdversarialOptions, AUCritic, train_adversarial
+
+    options = AdversarialOptions(
+        seconds=args.seconds, batch=args.batch, lr=args.lr or 2e-4, au_weight=args.au_weight, adv_weight=args.adv_weight,
+        mask_weight=args.mask_weight, texture_size=args.texture_size, texture_channels=args.texture_channels,
+        motion=int(args.tune_motion), critic_reads=args.critic_reads, validation_people=args.validation_people,
+    )  # fmt: skip
+    critic = None
+    if args.critic:
+        critic = AUCritic()
+        critic.load_state_dict(torch.load(args.critic, map_location="cpu"))
+    last = train_adversarial(args.dataset, args.output, args.init, options, critic=critic)
+    if not args.quiet:
+        print(f"{Path(args.output) / 'model.safetensors'}: {last}", file=sys.stderr)
+
+
 def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
     from rich.console import Console
 
@@ -365,7 +365,8 @@ def _run(args: argparse.Namespace) -> None:
             Path(args.output).write_text(text + "\n")
         print(text)
         return
-    # Imported only here: training and evaluation run where PyAV is not installed (a bare GPU machine).
+    # Imported only here: the commands above do without the editing API, and `train` must run where PyAV is not
+    # installed (a bare GPU machine).
     from reenact import api
 
     tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)

@@ -22,8 +22,8 @@ import torch
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, coupled_aus
 from reenact.face.tracker import FaceTracker
 from reenact.model.networks import Generator
-from reenact.train.pairs import PairBatch, PairSampler
 from reenact.train.dataset import PreparedClip
+from reenact.train.pairs import PairBatch, PairSampler
 
 # The single-AU edits the acceptance asks about: (name, {AU: change}).
 SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (

@@ -30,7 +30,7 @@ import numpy as np
 from reenact.api import EncodeOptions, GeneratorOptions, PathLike, TrackingOptions
 from reenact.editing import AUEdit, ExpressionTarget
 from reenact.errors import InputError, NoFaceError, OutputError, ReenactError
-from reenact.face.align import FaceAligner, crop_face
+from reenact.face.align import FaceAligner
 from reenact.face.tracker import FaceTracker
 from reenact.model.presets import PRESETS
 from reenact.overlay import draw_hud

@@ -13,7 +13,14 @@ import torch
 
 from reenact.evaluate import self_reenactment
 from reenact.model.io import load_generator
-from reenact.train.adversarial import AdversarialOptions, AUCritic, apply_snapshot, random_edits, train_adversarial, train_critic
+from reenact.train.adversarial import (
+    AdversarialOptions,
+    AUCritic,
+    apply_snapshot,
+    random_edits,
+    train_adversarial,
+    train_critic,
+)
 from reenact.train.basis import region_mask
 from reenact.train.dataset import decode_crops, load_dataset, pack_dataset
 
@@ -31,6 +38,8 @@ def test_a_packed_copy_keeps_every_nth_frame_and_its_labels(tiny_dataset: Path, 
     packed = load_dataset(tmp_path / "pack")
     assert counts == {"clips": 2, "frames": sum(len(c.frame[::2]) for c in full.clips), "identities": 2}
     assert packed.stride == full.stride * 2
+    with np.load(next((tmp_path / "pack" / "clips").rglob("*.npz"))) as data:
+        assert json.loads(str(data["meta"]))["stride"] == packed.stride
     for a, b in zip(full.clips, packed.clips):
         assert a.id == b.id and a.identity == b.identity
         np.testing.assert_array_equal(b.frame, a.frame[::2])
@@ -39,12 +48,14 @@ def test_a_packed_copy_keeps_every_nth_frame_and_its_labels(tiny_dataset: Path, 
         assert b.crops.shape == a.crops[::2].shape and _psnr(b.crops, a.crops[::2]) > 35
 
 
-def test_a_packed_copy_keeps_whole_clips_up_to_the_per_person_cap(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_a_packed_copy_keeps_the_people_asked_for_in_whole_clips(tiny_dataset: Path, tmp_path: Path) -> None:
     index = json.loads((tiny_dataset / "index.json").read_text())
     people = [e["identity"] for e in index["clips"]]
-    counts = pack_dataset(tiny_dataset, tmp_path / "pack", identities=people[:1])
-    assert counts["identities"] == 1
-    assert [e["identity"] for e in json.loads((tmp_path / "pack" / "index.json").read_text())["clips"]] == people[:1]
+    counts = pack_dataset(tiny_dataset, tmp_path / "pack", identities=people[:1], max_frames_per_identity=5)
+    packed = json.loads((tmp_path / "pack" / "index.json").read_text())["clips"]
+    assert counts["identities"] == 1 and [e["identity"] for e in packed] == people[:1]
+    # The cap (5) is below the clip's length, but a clip is kept whole (pairs are drawn within a clip).
+    assert packed[0]["frames"] == index["clips"][0]["frames"] == counts["frames"] > 5
 
 
 def test_crops_decode_the_same_without_pyav(tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:

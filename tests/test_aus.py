@@ -16,7 +16,6 @@ from reenact.face.aus import (
     AU_NAMES,
     AU_SOURCES,
     CSV_COLUMNS,
-    LATERAL_AUS,
     blendshapes_to_aus,
     coupled_aus,
     lateral_aus,

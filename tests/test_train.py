@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reenact.evaluate import self_reenactment
 from reenact.model.io import load_generator
 from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
 from reenact.train.trainer import TrainOptions, split_people, train
-from reenact.evaluate import self_reenactment
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 # Two people (a GRID speaker and AOC): with 2 asked for, AOC is held out (the GRID speaker never is).

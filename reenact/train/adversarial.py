@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from reenact.files import atomic_output
-from reenact.model.networks import AU_SCALE, Generator, GeneratorConfig, TextureNet
+from reenact.model.networks import Generator, GeneratorConfig, TextureNet
 from reenact.train.dataset import PreparedClip, load_dataset
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
 from reenact.train.pairs import PairBatch, PairSampler
@@ -161,7 +161,7 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
     with the config), ``OUT/train.log`` and the last state as ``OUT/model.safetensors`` + ``.json``. Returns the
     last log line."""
     from reenact.model.io import load_generator, save_generator
-    from reenact.train.trainer import split_people
+    from reenact.train.trainer import split_people, write_split
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,13 +178,13 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
         train_people, held = split_people(dataset.identities, options.validation_people)
     else:
         held = sorted(set(dataset.identities) - set(train_people))
-    (out / "split.json").write_text(json.dumps({"train": sorted(train_people), "validation": held}, indent=1) + "\n")
+    write_split(out, sorted(train_people), held)
     clips = [c for c in dataset.clips if c.identity in train_people]
     model = load_generator(init, device)  # the default model when no init is named
     if options.texture_size:
         config = GeneratorConfig(**{**asdict(model.config), "texture_size": options.texture_size,
                                     "texture_channels": options.texture_channels})
-        model.config, model.texture = config, TextureNet(config).to(device)
+        _new_texture(model, config)
     if critic is not None:
         critic = critic.to(device)
     elif options.au_weight > 0:
@@ -192,22 +192,20 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
         with atomic_output(out / "critic.pt") as tmp:
             torch.save(critic.state_dict(), tmp)
     disc = PatchDiscriminator().to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    trained = list(model.texture.parameters())
+    model.requires_grad_(False)
+    model.texture.requires_grad_(True)
+    groups = [{"params": list(model.texture.parameters())}]
     basis = model.motion.basis
     if options.motion:
         from reenact.train.basis import region_mask
 
         mean_landmarks = np.concatenate([c.landmarks for c in clips]).mean(axis=0)
         allowed = torch.from_numpy(region_mask(mean_landmarks)).to(device)[..., None].float()
-        trained.append(basis)
-    for p in trained:
-        p.requires_grad_(True)
-    if options.motion:
+        basis.requires_grad_(True)
         basis.register_hook(lambda grad: grad * allowed)  # an AU's motion never leaves its region
+        groups.append({"params": [basis], "lr": options.basis_lr})
+    trained = [p for group in groups for p in group["params"]]
     model.train()
-    groups = [{"params": list(model.texture.parameters())}] + ([{"params": [basis], "lr": options.basis_lr}] if options.motion else [])
     opt_g = torch.optim.Adam(groups, lr=options.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=(0.5, 0.999))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -287,15 +285,20 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
     return {**last, "step": step, "seconds": round(time.perf_counter() - started, 1)}
 
 
+def _new_texture(model: Generator, config: GeneratorConfig) -> None:
+    """Give ``model`` a fresh texture step of ``config``'s size (the config travels with the weights)."""
+    device = model.motion.basis.device
+    model.config = model.motion.config = config
+    model.texture = TextureNet(config).to(device)
+
+
 def apply_snapshot(model: Generator, snapshot: dict, step: int | None = None) -> Generator:
     """``model`` (the init) with the texture step of ``snapshot`` (a ``snapshots.pt``; the last one when no step)."""
     config = GeneratorConfig(**snapshot["config"])
     states = snapshot["snapshots"]
-    state = states[max(states) if step is None else step]
-    state = dict(state)
+    state = dict(states[max(states) if step is None else step])
     basis = state.pop("motion.basis", None)
-    model.config, model.texture = config, TextureNet(config)
-    model.motion.config = config
+    _new_texture(model, config)
     model.texture.load_state_dict(state)
     if basis is not None:
         with torch.no_grad():

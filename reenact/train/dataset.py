@@ -31,6 +31,11 @@ CLIP_ARRAYS: dict[str, str] = {
 }
 
 
+# Crops are stored 4:4:4: at 128 px, 4:2:0 chroma costs 5 dB on the GRID clips (36.4 vs 41.3 dB PSNR) for the same
+# file size.
+PIX_FMT = "yuv444p"
+
+
 def clip_files(clips_dir: Path, clip_id: str) -> tuple[Path, Path]:
     base = clips_dir / clip_id
     return base.with_name(base.name + ".mp4"), base.with_name(base.name + ".npz")  # ids may contain dots
@@ -68,6 +73,12 @@ class PreparedDataset:
     def identities(self) -> tuple[str, ...]:
         """The distinct identities, sorted: an identity's position is its class index."""
         return tuple(sorted({clip.identity for clip in self.clips}))
+
+
+def write_clip_arrays(npz: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """A clip's npz (its CLIP_ARRAYS rows and ``meta`` as JSON), put in place whole: a clip with an npz is done."""
+    with atomic_output(npz) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def decode_crops(mp4: Path) -> np.ndarray:
@@ -144,16 +155,16 @@ def pack_dataset(
         src_mp4, src_npz = clip_files(source / "clips", entry["id"])
         mp4, npz = clip_files(out / "clips", entry["id"])
         mp4.parent.mkdir(parents=True, exist_ok=True)
-        with VideoReader(src_mp4) as reader, VideoWriter(mp4, reader.info, crf=crf, pix_fmt="yuv444p") as writer:
+        with VideoReader(src_mp4) as reader, VideoWriter(mp4, reader.info, crf=crf, pix_fmt=PIX_FMT) as writer:
             for i, frame in enumerate(reader):
                 if i % stride == 0:
                     writer.write(frame)
         with np.load(src_npz) as data:
             arrays = {name: data[name][keep] for name in CLIP_ARRAYS}
-            meta = {**json.loads(str(data["meta"])), "frames": int(len(keep))}
+            meta = json.loads(str(data["meta"]))
+        meta |= {"frames": int(len(keep)), "stride": meta["stride"] * stride}
         arrays["landmarks"] = arrays["landmarks"].astype(np.float16)
-        with atomic_output(npz) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+        write_clip_arrays(npz, meta, arrays)
         entries.append({**entry, "frames": int(len(keep))})
     packed = {**index, "stride": index["stride"] * stride, "clips": entries}
     with atomic_output(out / "index.json") as tmp:

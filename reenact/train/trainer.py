@@ -22,17 +22,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from reenact.files import atomic_output
 from reenact.model.io import load_generator, save_generator
 from reenact.model.networks import Generator, GeneratorConfig
+from reenact.train.dataset import PreparedClip, load_dataset
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
 from reenact.train.pairs import MESH, PairBatch, PairSampler
-from reenact.train.dataset import PreparedClip, load_dataset
-from reenact.files import atomic_output
 
 Phase = Literal["motion", "texture", "joint", "basis"]
 
@@ -70,6 +69,11 @@ def split_people(identities: tuple[str, ...], count: int) -> tuple[list[str], li
     step = max(1, len(names) // count)
     held = [n for n in names[step // 2 :: step] if not n.startswith("GRID")][:count]
     return [n for n in names if n not in held], held
+
+
+def write_split(out: Path, train: list[str], validation: list[str]) -> None:
+    """``OUT/split.json``: which people a run trained on and which it held out (what ``reenact eval --split`` reads)."""
+    (out / "split.json").write_text(json.dumps({"train": train, "validation": validation}, indent=1) + "\n")
 
 
 def _tensors(batch: PairBatch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -142,7 +146,7 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     val_batch = PairSampler(val_clips, seed=12345).sample(options.validation_pairs, images=True)
 
     model = load_generator(options.init, device) if options.init else Generator(options.config).to(device)
-    (out / "split.json").write_text(json.dumps({"train": train_people, "validation": val_people}, indent=1) + "\n")
+    write_split(out, train_people, val_people)
     if options.phase == "basis":
         return _fit_basis(model, clips_of(train_people), val_batch, out, device, options)
     trainable = {"motion": model.motion, "texture": model.texture, "joint": model}[options.phase]
