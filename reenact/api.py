@@ -204,11 +204,12 @@ class GeneratorOptions:
     smooth: bool = True
     device: str = "auto"  # 'auto': the GPU when there is one
 
-    def editor(self, target: Callable[[np.ndarray, float], np.ndarray]) -> CropEditor:
+    def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
+               head_turn: Callable[[float], np.ndarray] | None = None) -> CropEditor:
         from reenact.editing import GeneratorEditor
 
         device = pick_device(self.device)
-        return GeneratorEditor(self.load(device), target, self.smooth, device)
+        return GeneratorEditor(self.load(device), target, self.smooth, device, head_turn=head_turn)
 
     def load(self, device: str) -> Generator:
         """The generator's weights on ``device``, read from disk at each call (reenact.batch keeps them per worker)."""
@@ -240,21 +241,23 @@ def pick_device(device: str = "auto") -> str:
 
 
 def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False):
-    """Track a driving clip once: its AU track and its timeline (format and frame timestamps)."""
+    """Track a driving clip once: its AU and head-pose track and its timeline (format and frame timestamps)."""
     from reenact.editing import DrivingTrack
 
     times: list[float] = []
     rows: list[np.ndarray | None] = []
+    poses: list[np.ndarray | None] = []
     stamps: list[tuple[int | None, object]] = []
     with ExitStack() as stack:
         states, bar = _frames(driving, tracking, [], "driving", progress, stack)
         for state in states:
             times.append(state.frame.time)
             rows.append(state.aus)
+            poses.append(None if state.face is None else np.array(state.face.head_pose_degrees(), np.float32))
             stamps.append((state.frame.pts, state.frame.time_base))
             bar.advance(state.face is not None)
         _finish(driving, driving, bar, 0.0)
-    return DrivingTrack.from_rows(times, rows), probe(driving), stamps
+    return DrivingTrack.from_rows(times, rows, poses), probe(driving), stamps
 
 
 def transfer_expression(
@@ -269,18 +272,22 @@ def transfer_expression(
     tracking: TrackingOptions = TrackingOptions(),
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
+    follow_pose: bool = False,
 ) -> RunReport:
     """Give the face in ``source`` (a video or a still image) the expressions of the face in ``driving``.
 
     A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
-    from the source by default (from the driving clip for a still image).
+    from the source by default (from the driving clip for a still image). ``follow_pose``: the source's head also
+    turns as the driving head turns from its usual pose (small turns, as a 2-D warp of the face can show them;
+    the source's own head motion and position are kept).
     """
     from reenact.editing import TransferTarget
     from reenact.face.aus import AU_NAMES
 
     check_output_path(output, source, driving)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    stage = EditPasteStage(generator.editor(TransferTarget(track, relative, au_scale, aus or AU_NAMES)))
+    target = TransferTarget(track, relative, au_scale, aus or AU_NAMES)
+    stage = EditPasteStage(generator.editor(target, track.turn if follow_pose else None))
     source_info = probe(source)
     audio = audio or ("driving" if source_info.is_image else "source")
     audio_from = {"source": source, "driving": driving, "none": None}[audio]

@@ -18,6 +18,7 @@ EXAMPLES = {
     "transfer": """examples:
   reenact transfer me.mp4 actor.mp4 -o me_acting.mp4
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
+  reenact transfer portrait.jpg actor.mp4 -o animated.mp4 --pose   # ... nodding and turning with the actor
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none""",
     "live": """examples:
@@ -168,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred AUs (default 1)")
     transfer.add_argument("--aus", metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
+    transfer.add_argument("--pose", action="store_true",
+                          help="also turn the source's head as the driving head turns from its usual pose (small turns)")
     _add_generator(transfer)
     _add_tracking(transfer)
     _add_encoding(transfer)
@@ -235,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, help="learning rate (default 3e-4; 2e-4 for --phase adversarial)")
     train.add_argument("--init", metavar="MODEL", help="start from these weights")
     train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
+    train.add_argument("--seed", type=int, default=0, help="seed of the pair sampling and the weights (default 0)")
     train.add_argument("--mask-weight", type=float, default=0.002, help="penalty on the texture mask's area (default 0.002)")
     adversarial = train.add_argument_group("--phase adversarial (reenact.train.adversarial)")
     adversarial.add_argument("--seconds", type=float, default=300.0, help="wall-clock budget instead of --steps (default 300)")
@@ -246,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     adversarial.add_argument("--tune-motion", action="store_true", help="train the per-AU motion fields too (in their regions)")
     adversarial.add_argument("--texture-size", type=int, help="a new texture step of this size (e.g. 128)")
     adversarial.add_argument("--texture-channels", type=int, default=32, help="its width (default 32)")
+    adversarial.add_argument("--expressive", type=float, default=0.0, metavar="SHARE",
+                             help="share of pairs drawn where one AU changes by 1 or more, each AU equally often (default 0)")
     evaluate = command("eval", "Measure a generator on the validation people of a prepared dataset.")
     evaluate.add_argument("dataset", help="folder written by reenact prepare")
     evaluate.add_argument("--model", help="generator name in models/ or path (default: models/default)")
@@ -276,6 +282,7 @@ def _train_adversarial(args: argparse.Namespace) -> None:
         seconds=args.seconds, batch=args.batch, lr=args.lr or 2e-4, au_weight=args.au_weight, adv_weight=args.adv_weight,
         mask_weight=args.mask_weight, texture_size=args.texture_size, texture_channels=args.texture_channels,
         motion=int(args.tune_motion), critic_reads=args.critic_reads, validation_people=args.validation_people,
+        expressive=args.expressive, seed=args.seed,
     )  # fmt: skip
     critic = None
     if args.critic:
@@ -348,7 +355,7 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.train.trainer import TrainOptions, train
 
         options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr or 3e-4, init=args.init,
-                               validation_people=args.validation_people, mask_weight=args.mask_weight)
+                               validation_people=args.validation_people, mask_weight=args.mask_weight, seed=args.seed)
         result = train(args.dataset, args.output, options, progress)
         if not args.quiet:
             print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)
@@ -384,7 +391,7 @@ def _run(args: argparse.Namespace) -> None:
         aus = tuple(parse_au_name(a) for a in args.aus.split(",")) if args.aus else None
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
-            _generator(args), tracking, _encode(args), progress,
+            _generator(args), tracking, _encode(args), progress, follow_pose=args.pose,
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)

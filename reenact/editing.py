@@ -95,13 +95,18 @@ class GeneratorEditor:
 
     def __init__(
         self, model: Generator, target: TargetFn, smooth: bool = True, device: str | torch.device = "cpu",
-        threads: int | None = 1,
+        threads: int | None = 1, head_turn: Callable[[float], np.ndarray] | None = None,
     ) -> None:
         """``threads``: torch's CPU threads (process-wide; None leaves them as they are). One, because in the pipeline
         MediaPipe and the encoder keep the other cores busy, and torch threads that wait for a busy core make the
-        generator 2-3x slower than one thread (measured on 2 cores); the editor is then no slower than tracking."""
+        generator 2-3x slower than one thread (measured on 2 cores); the editor is then no slower than tracking.
+        ``head_turn``: the head's pitch, yaw and roll change (degrees) to follow at time t (a model with head-pose
+        motion only), e.g. a driving clip's ``DrivingTrack.turn``."""
+        if head_turn is not None and not model.config.n_pose:
+            raise ValueError("this model cannot turn the head (no head-pose motion in its config); use models/default")
         self.model = model.eval()
         self.target = target
+        self.head_turn = head_turn
         self.device = torch.device(device)
         self.smooth = smooth
         if self.device.type == "cpu":
@@ -128,9 +133,12 @@ class GeneratorEditor:
         landmarks = torch.from_numpy(normalise(points, size).astype(np.float32))[None].to(self.device)
         src = torch.from_numpy(source)[None].to(self.device)
         tgt = torch.from_numpy(goal)[None].to(self.device)
-        change = not np.array_equal(goal, source)
+        turn = None if self.head_turn is None else self.head_turn(t).astype(np.float32)
+        turned = turn is not None and bool(np.any(turn != 0))
+        change = turned or not np.array_equal(goal, source)
         if change:
-            flow, moves = self.model.motion(landmarks, src, tgt)
+            pose = torch.from_numpy(turn)[None].to(self.device) if turned else None
+            flow, moves = self.model.motion(landmarks, src, tgt, pose)
         else:  # what the motion net gives for no change (exactly), without running it
             flow_size = self.model.config.flow_size
             flow, moves = torch.zeros(1, 2, flow_size, flow_size, device=self.device), None
@@ -153,23 +161,33 @@ class GeneratorEditor:
         return edited, denormalise((landmarks - moves)[0].cpu().numpy(), size)
 
 
+def _fill_gaps(t: np.ndarray, rows: list[np.ndarray | None]) -> np.ndarray:
+    """(N, C) from per-frame rows, frames without one filled linearly from their neighbours."""
+    found = np.array([r is not None for r in rows])
+    known = np.stack([r for r in rows if r is not None])
+    return np.stack([np.interp(t, t[found], known[:, i]) for i in range(known.shape[1])], axis=1).astype(np.float32)
+
+
+def _at(times: np.ndarray, values: np.ndarray, t: float) -> np.ndarray:
+    return np.array([np.interp(t, times, values[:, i]) for i in range(values.shape[1])], np.float32)
+
+
 @dataclass(frozen=True)
 class DrivingTrack:
-    """A driving clip's AUs over time, and its resting face (each AU's 10th percentile over the clip: a face is
-    at rest most of the time, so no neutral first frame is needed)."""
+    """A driving clip's AUs (and head pose) over time, and its resting face (each AU's 10th percentile over the
+    clip: a face is at rest most of the time, so no neutral first frame is needed)."""
 
     times: np.ndarray  # (N,) seconds
     aus: np.ndarray  # (N, 17); frames without a face are filled from their neighbours
+    poses: np.ndarray | None = None  # (N, 3) head pitch, yaw, roll in degrees, filled the same way
 
     @classmethod
-    def from_rows(cls, times: list[float], rows: list[np.ndarray | None]) -> DrivingTrack:
-        found = np.array([r is not None for r in rows])
-        if not found.any():
+    def from_rows(cls, times: list[float], rows: list[np.ndarray | None],
+                  poses: list[np.ndarray | None] | None = None) -> DrivingTrack:
+        if not any(r is not None for r in rows):
             raise ValueError("no face in the driving clip")
         t = np.asarray(times, dtype=np.float64)
-        known = np.stack([r for r in rows if r is not None])
-        aus = np.stack([np.interp(t, t[found], known[:, i]) for i in range(known.shape[1])], axis=1)
-        return cls(t, aus.astype(np.float32))
+        return cls(t, _fill_gaps(t, rows), None if poses is None else _fill_gaps(t, poses))
 
     @property
     def rest(self) -> np.ndarray:
@@ -177,7 +195,14 @@ class DrivingTrack:
 
     def at(self, t: float) -> np.ndarray:
         """The driving AUs at time t (linear between frames, held past either end)."""
-        return np.array([np.interp(t, self.times, self.aus[:, i]) for i in range(self.aus.shape[1])], np.float32)
+        return _at(self.times, self.aus, t)
+
+    def turn(self, t: float) -> np.ndarray:
+        """The driving head's pitch, yaw and roll at time t minus its median over the clip (its usual pose), in
+        degrees: the head motion ``reenact transfer --pose`` adds to the source's."""
+        if self.poses is None:
+            raise ValueError("this driving track has no head pose")
+        return _at(self.times, self.poses, t) - np.median(self.poses, axis=0).astype(np.float32)
 
 
 @dataclass(frozen=True)

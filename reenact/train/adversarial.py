@@ -97,6 +97,7 @@ class AdversarialOptions:
     basis_lr: float = 2e-5  # the basis is already the least-squares fit: by default only nudged
     critic_reads: str = "output"  # or "warped": the AU term then trains the motion step only, never the texture
     validation_people: int = 8  # held out as ``reenact train`` does, when no list of training people is given
+    expressive: float = 0.0  # share of pairs where one AU changes by 1 or more (PairSampler's ``expressive``)
     seed: int = 0
 
 
@@ -214,7 +215,7 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
     queue: Queue[PairBatch] = Queue(maxsize=8)
     stop = threading.Event()
     # Pairs are built on the CPU (OpenCV releases the GIL) while the GPU trains.
-    workers = [threading.Thread(target=_batches, args=(PairSampler(clips, seed=options.seed + 17 * i), options.batch, queue, stop),
+    workers = [threading.Thread(target=_batches, args=(PairSampler(clips, seed=options.seed + 17 * i, expressive=options.expressive), options.batch, queue, stop),
                                 daemon=True) for i in range(3)]
     for w in workers:
         w.start()
@@ -239,8 +240,10 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
             edit = torch.from_numpy(random_edits(pairs.aus_a, rng)).to(device)
             a2 = torch.cat([t["image_a"], t["image_a"]])
             with autocast:
+                # The rebuilt half follows B's head too where the motion can; the edited half keeps A's.
+                pose = torch.cat([t["pose_change"], torch.zeros_like(t["pose_change"])]) if model.config.n_pose else None
                 result = model(a2, torch.cat([t["landmarks_a"]] * 2), torch.cat([t["aus_a"]] * 2),
-                               torch.cat([t["aus_b"], edit]))
+                               torch.cat([t["aus_b"], edit]), pose_change=pose)
                 outputs = result["output"]
                 rebuilt, edited = outputs.chunk(2)
                 judged = result["warped"].chunk(2)[1] if options.critic_reads == "warped" else edited

@@ -6,6 +6,10 @@ that makes it, so here each AU may move only the landmarks of its region (brows,
 jaw), and the fields are the ridge least-squares fit of the landmark moves of training pairs on the AU changes,
 one small solve per landmark. The fit is exact and takes seconds; the network correction on top is set to zero
 (measured: it added nothing on people it never saw once the basis is fitted this way).
+
+A model with head-pose motion gets its per-degree fields from the same solve: the head-pose change that the
+similarity alignment leaves between A and B (mostly pitch and yaw) is three more columns, free to move any
+landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 import torch
 
 from reenact.face.aus import AU_NAMES
-from reenact.model.networks import AU_SCALE, Generator
+from reenact.model.networks import AU_SCALE, MAX_POSE_CHANGE, POSE_SCALE, Generator
 from reenact.train.pairs import MESH, PairSampler
 from reenact.train.dataset import PreparedClip
 
@@ -72,16 +76,24 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
     moves = (batch.landmarks_a - batch.landmarks_b).astype(np.float64)  # (P, N, 2): the flow at B's landmarks
     change = ((batch.aus_b - batch.aus_a) / AU_SCALE).astype(np.float64)  # (P, n_aus)
     allowed = region_mask(batch.landmarks_a.mean(axis=0))
+    n_pose = model.config.n_pose
+    if n_pose:
+        turn = np.clip(batch.pose_change, -MAX_POSE_CHANGE, MAX_POSE_CHANGE) / POSE_SCALE
+        change = np.concatenate([change, turn.astype(np.float64)], axis=1)
+        allowed = np.concatenate([allowed, np.ones((n_pose, allowed.shape[1]), dtype=bool)])  # irises turn too
     gram = change.T @ change
-    basis = np.zeros(model.motion.basis.shape, dtype=np.float64)
+    basis = np.zeros((change.shape[1], *model.motion.basis.shape[1:]), dtype=np.float64)
     for n in range(moves.shape[1]):
-        aus = np.flatnonzero(allowed[:, n])
-        if len(aus) == 0:
+        columns = np.flatnonzero(allowed[:, n])
+        if len(columns) == 0:
             continue
-        lhs = gram[np.ix_(aus, aus)] + ridge * np.eye(len(aus))
-        basis[aus, n] = np.linalg.solve(lhs, change[:, aus].T @ moves[:, n])
+        lhs = gram[np.ix_(columns, columns)] + ridge * np.eye(len(columns))
+        basis[columns, n] = np.linalg.solve(lhs, change[:, columns].T @ moves[:, n])
+    n_aus = model.config.n_aus
     with torch.no_grad():
-        model.motion.basis.copy_(torch.from_numpy(basis.astype(np.float32)))
+        model.motion.basis.copy_(torch.from_numpy(basis[:n_aus].astype(np.float32)))
+        if n_pose:
+            model.motion.pose_basis.copy_(torch.from_numpy(basis[n_aus:].astype(np.float32)))
         last = model.motion.correct[-1]
         last.weight.zero_()
         last.bias.zero_()

@@ -6,7 +6,8 @@
   gradient L1 inside B's face, and a penalty on the attention mask so the residual stays small and local.
 - ``joint``: both nets, both losses.
 - ``basis``: no gradient steps: the motion step's per-AU displacement fields, fitted in closed form with each AU
-  confined to its FACS region (``reenact.train.basis``); the default model's motion comes from this.
+  confined to its FACS region (``reenact.train.basis``), and per-degree fields of head pitch, yaw and roll; the
+  default model's motion comes from this.
 
 Several processes (``torchrun --nproc-per-node N -m reenact.cli train ...``) train data-parallel with
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
@@ -80,9 +81,14 @@ def _tensors(batch: PairBatch, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in vars(batch).items() if v is not None}
 
 
+def pose_input(model: torch.nn.Module, t: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """B's head-pose change for a model whose motion takes one (None for the others)."""
+    return t["pose_change"] if getattr(model, "module", model).config.n_pose else None
+
+
 def _losses(model: torch.nn.Module, t: dict[str, torch.Tensor], options: TrainOptions) -> dict[str, torch.Tensor]:
     # One forward pass per step (DistributedDataParallel allows no more).
-    result = model(t.get("image_a"), t["landmarks_a"], t["aus_a"], t["aus_b"])
+    result = model(t.get("image_a"), t["landmarks_a"], t["aus_a"], t["aus_b"], pose_change=pose_input(model, t))
     losses: dict[str, torch.Tensor] = {}
     if options.phase in ("motion", "joint"):
         moves = result["moves"]
@@ -105,7 +111,8 @@ def validate(model: Generator, batch: PairBatch, device: torch.device) -> dict[s
     """Landmark error of the flow against no motion, and masked PSNR of the output against copying A."""
     t = _tensors(batch, device)
     size = batch.image_a.shape[-1] if batch.image_a is not None else 128
-    moved = model(None, t["landmarks_a"], t["aus_a"], t["aus_b"])["moves"][:, :MESH]
+    pose = pose_input(model, t)
+    moved = model(None, t["landmarks_a"], t["aus_a"], t["aus_b"], pose_change=pose)["moves"][:, :MESH]
     target = t["landmarks_a"][:, :MESH] - t["landmarks_b"][:, :MESH]
     pixels = size / 2  # normalised units -> crop pixels
     out = {
@@ -113,7 +120,7 @@ def validate(model: Generator, batch: PairBatch, device: torch.device) -> dict[s
         "landmark_px_copy": float(target.norm(dim=-1).mean() * pixels),
     }
     if batch.image_a is not None:
-        result = model(t["image_a"], t["landmarks_a"], t["aus_a"], t["aus_b"])
+        result = model(t["image_a"], t["landmarks_a"], t["aus_a"], t["aus_b"], pose_change=pose)
         out["psnr"] = float(psnr(result["output"], t["image_b"], t["mask_b"]).mean())
         out["psnr_copy"] = float(psnr(t["image_a"], t["image_b"], t["mask_b"]).mean())
     return out
@@ -216,6 +223,8 @@ def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch
     from reenact.train.basis import fit_motion_basis
 
     started = time.perf_counter()
+    if not model.config.n_pose:
+        model = model.with_head_pose()
     fit = fit_motion_basis(model, clips, seed=options.seed + 1)
     model.eval()
     validation = validate(model, val_batch, device)
