@@ -56,11 +56,12 @@ FIELDS: dict[str, str] = {
     "au_scale": "transfer: scale of the transferred AUs",
     "aus": "transfer: only these AUs (a list, or ';'/','-separated)",
     "audio": "transfer: source, driving or none",
+    "pose": "transfer: yes to also turn the head as the driving head turns (default no)",
     "model": "generator name or path", "crf": "encoder quality", "encoder_preset": "encoder speed",
     "codec": "video codec",
 }  # fmt: skip
 _EDIT_ONLY = frozenset({"au", "preset", "start", "end", "ramp"})
-_TRANSFER_ONLY = frozenset({"driving", "mode", "au_scale", "aus", "audio"})
+_TRANSFER_ONLY = frozenset({"driving", "mode", "au_scale", "aus", "audio", "pose"})
 _OPS = ("edit", "transfer")
 _IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})  # kept as images; any other input gives an .mp4
 _CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"}) | _IMAGE_EXTENSIONS
@@ -88,6 +89,7 @@ class BatchJob:
     au_scale: float = 1.0
     aus: tuple[str, ...] | None = None
     audio: Literal["source", "driving", "none"] | None = None
+    pose: bool = False  # transfer: follow the driving head's turns
     generator: api.GeneratorOptions = api.GeneratorOptions()
     tracking: api.TrackingOptions = api.TrackingOptions()
     encode: api.EncodeOptions = api.EncodeOptions()
@@ -335,7 +337,17 @@ def _parse_row(
     scale = _options(fields, au_scale=("au_scale", float)).get("au_scale", 1.0)
     driving = _existing(base, fields, "driving")
     return BatchJob(index, name, op, driving=driving, relative=mode == "relative", au_scale=scale, aus=aus,
-                    audio=audio, **common)  # type: ignore[arg-type]
+                    audio=audio, pose=_yes_no(fields.get("pose"), "pose"), **common)  # type: ignore[arg-type]
+
+
+def _yes_no(value: Any, field: str) -> bool:
+    """A YAML/JSON boolean, or yes/no, true/false, 1/0 in any case; not given is no."""
+    if isinstance(value, bool):
+        return value
+    text = (_text(value) or "no").lower()
+    if text not in ("yes", "no", "true", "false", "1", "0"):
+        raise ValueError(f"{field} must be yes or no, not {value!r}")
+    return text in ("yes", "true", "1")
 
 
 def _text(value: Any) -> str | None:
@@ -515,7 +527,7 @@ def _run_job(job: BatchJob) -> JobResult:
             done = api.edit_expression(job.input, job.output, job.target, generator, job.tracking, job.encode)
         else:
             done = api.transfer_expression(job.input, job.driving, job.output, job.relative, job.au_scale, job.aus,
-                                           job.audio, generator, job.tracking, job.encode)
+                                           job.audio, generator, job.tracking, job.encode, follow_pose=job.pose)
     except (ReenactError, OSError, ValueError) as e:
         error = str(e)
     except Exception as e:  # a bug or an odd file: reported with its type, the batch goes on

@@ -24,6 +24,7 @@ EXAMPLES = {
     "live": """examples:
   reenact live --camera 0 --preset happy                     # a preview window; keys below
   reenact live --camera 0 --source avatar.jpg                 # the avatar follows your expressions
+  reenact live --camera 0 --source avatar.jpg --pose          # ... and your head's nods and turns
   reenact live --camera 0 --au AU12=+2 --output me.mp4 --no-preview
   reenact live --input clip.mp4 --realtime --preset happy --output out.mp4 --max-seconds 5 --report live.json
   reenact live --input rtsp://cam.local/stream --preset surprised --stream udp://127.0.0.1:9000
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", metavar="NAME[:S]", help="edit the face with an expression preset")
     group.add_argument("--source", metavar="IMAGE|VIDEO", help="drive this face with the input face's expressions")
     group.add_argument("--au-scale", type=float, default=1.0, help="with --source: scale the expression change (default 1)")
+    group.add_argument("--pose", action="store_true", help="with --source: also turn its head as the input head turns")
     group = live.add_argument_group("outputs (any)")
     group.add_argument("-o", "--output", help="write a video file (kept whatever stops the run)")
     group.add_argument("--stream", metavar="URL", help="send to rtmp://, udp://, srt://... (low-latency x264)")
@@ -318,6 +320,8 @@ def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
         raise ValueError("--source drives a face with the input's expressions; --au/--preset edit the input's face: pick one")
     if not (args.source or args.au or args.preset):
         raise ValueError("nothing to do: give --preset NAME, --au AUxx=V or --source IMAGE")
+    if args.pose and not args.source:
+        raise ValueError("--pose turns a --source face's head with the input's; there is no --source")
     edits, preset, strength = _au_edits(args)
     control = live.LiveControl(edits=edits, preset=preset, strength=strength)
     outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, _encode(args))
@@ -329,7 +333,7 @@ def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
 
     report = live.run_live(
         source, outputs, control, args.source, args.au_scale, _generator(args), tracking, args.max_seconds,
-        args.stall_timeout, args.report, progress, warn,
+        args.stall_timeout, args.report, progress, warn, follow_pose=args.pose,
     )
     if progress:
         print(report.summary(), file=sys.stderr)

@@ -253,14 +253,16 @@ class _SwitchableEdit:
 
 class RunningRest:
     """A live driving face's resting AUs: each AU's 10th percentile over the last ``window`` frames (a face is
-    at rest most of the time, so no neutral pose is needed; the same rule as transfer's whole-clip rest)."""
+    at rest most of the time, so no neutral pose is needed; the same rule as transfer's whole-clip rest). With
+    ``percentile`` 50, a head's usual pose (the rule of ``transfer --pose``)."""
 
-    def __init__(self, window: int = 300) -> None:
+    def __init__(self, window: int = 300, percentile: float = 10) -> None:
         self._recent: deque[np.ndarray] = deque(maxlen=window)
+        self.percentile = percentile
 
-    def add(self, aus: np.ndarray) -> np.ndarray:
-        self._recent.append(aus)
-        return np.percentile(np.stack(self._recent), 10, axis=0).astype(np.float32)
+    def add(self, values: np.ndarray) -> np.ndarray:
+        self._recent.append(values)
+        return np.percentile(np.stack(self._recent), self.percentile, axis=0).astype(np.float32)
 
 
 class _Drive:
@@ -272,12 +274,14 @@ class _Drive:
     __name__ = "drive"
 
     def __init__(self, source: PathLike, generator: GeneratorOptions, tracking: TrackingOptions, control: LiveControl,
-                 scale: float, stack: ExitStack) -> None:
+                 scale: float, stack: ExitStack, follow_pose: bool = False) -> None:
         self.source = Path(source)
         self.control = control
         self.scale = scale
         self.rest = RunningRest()
         self._drive: tuple[np.ndarray, np.ndarray] | None = None  # (camera AUs, their rest)
+        self.usual_pose = RunningRest(percentile=50)
+        self._turn_now = np.zeros(3, np.float32)  # the camera head's turn from its usual pose, degrees
         info = probe(self.source)
         self._still = info.is_image
         self._duration = info.duration or 0.0
@@ -287,7 +291,7 @@ class _Drive:
         self._reader: VideoReader | None = None
         self._offset = 0.0  # source time added per loop, so the tracker's clock keeps rising
         self._cached: FrameState | None = None
-        self.paste = EditPasteStage(generator.editor(self._goal))
+        self.paste = EditPasteStage(generator.editor(self._goal, self._turn if follow_pose else None))
         first = self._next_source()
         if first.face is None and self._still:
             raise NoFaceError(f"{self.source}: no face found in the source image")
@@ -298,6 +302,9 @@ class _Drive:
             return aus
         drive, rest = self._drive
         return np.clip(aus + self.scale * self.control.strength * (drive - rest), 0.0, 5.0).astype(np.float32)
+
+    def _turn(self, t: float) -> np.ndarray:
+        return self._turn_now * self.control.strength if self.control.enabled else np.zeros(3, np.float32)
 
     def _next_source(self) -> FrameState:
         if self._cached is not None:  # a still: tracked and aligned once
@@ -324,6 +331,9 @@ class _Drive:
     def __call__(self, camera: FrameState) -> FrameState:
         if camera.aus is not None:
             self._drive = (camera.aus, self.rest.add(camera.aus))
+        if camera.face is not None:
+            pose = np.array(camera.face.head_pose_degrees(), np.float32)
+            self._turn_now = pose - self.usual_pose.add(pose)
         state = self._next_source()
         # On the camera's clock from here (the editor's smoothing needs time to pass, even for a still source).
         state.frame = state.frame.replace(index=camera.frame.index, pts=camera.frame.pts, time_base=LIVE_TIME_BASE)
@@ -456,11 +466,13 @@ def run_live(
     report_path: PathLike | None = None,
     progress: bool = False,
     warn: Callable[[str], None] | None = None,
+    follow_pose: bool = False,
 ) -> LiveReport:
     """Run live until the input ends, ``max_seconds`` pass, the quit key, Ctrl-C, or the input fails or stalls.
 
     Mode: ``drive`` (a source image or video that follows the camera face's expressions) or ``edit`` (the camera
-    face itself, edited by AUs or a preset; switchable with keys in the preview). Whatever stops the run, what
+    face itself, edited by AUs or a preset; switchable with keys in the preview). ``follow_pose``: in drive mode,
+    the source's head also turns as the camera head turns from its usual pose (its median over the last frames). Whatever stops the run, what
     was output is kept; an input that fails or stalls is reported in ``LiveReport.error``.
     """
     control = edit if edit is not None else LiveControl()
@@ -492,7 +504,7 @@ def run_live(
         tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
         stages: list[Callable] = [_CaptureTrack(tracker)]
         if drive is not None:
-            stages.append(_Drive(drive, generator, tracking, control, au_scale, stack))
+            stages.append(_Drive(drive, generator, tracking, control, au_scale, stack, follow_pose))
         else:
             stages += [AlignStage(FaceAligner(tracking.crop_size)), _SwitchableEdit(generator, control)]
         sinks = _Outputs(outputs, source.label, fps, preview, stack)

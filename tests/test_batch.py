@@ -119,6 +119,15 @@ def test_csv_yaml_and_json_job_files_give_the_same_jobs(tmp_path: Path) -> None:
     # Without an output, a transfer is named after both clips.
     (tmp_path / "t.yaml").write_text("- {op: transfer, input: b.png, driving: d.mp4}\n")
     assert read_jobs(tmp_path / "t.yaml", out)[0].name == "b_d.mp4"
+    assert not transfer.pose  # the driving head's turns are followed only when asked
+    (tmp_path / "p.yaml").write_text("- {op: transfer, input: b.png, driving: d.mp4, pose: true}\n"
+                                     "- {op: transfer, input: b.png, driving: d.mp4, pose: 'No'}\n"
+                                     "- {op: transfer, input: b.png, driving: d.mp4, pose: maybe}\n"
+                                     "- {input: b.png, pose: yes}\n")
+    followed, kept, unclear, edit_with_pose = read_jobs(tmp_path / "p.yaml", out)
+    assert followed.pose and not kept.pose and followed.error is kept.error is None
+    assert unclear.error == "pose must be yes or no, not 'maybe'"
+    assert edit_with_pose.error is not None and "for transfer jobs only" in edit_with_pose.error
 
 
 def test_a_folder_and_one_edit_make_a_job_per_clip(tmp_path: Path) -> None:

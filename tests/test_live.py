@@ -113,6 +113,45 @@ def test_drive_a_still_image_with_the_input_face(long_clip: Path, astronaut: np.
     assert min(psnr(f[far], astronaut[far]) for f in frames) > 30
 
 
+def test_a_driven_still_can_follow_the_input_head(astronaut: np.ndarray, tmp_path: Path) -> None:
+    """Drive mode with --pose: the source's head turns by the camera head's turn from its usual (median) pose, and
+    not at all while the camera head holds that pose. Camera faces are made up, so every input is known."""
+    from contextlib import ExitStack
+    from fractions import Fraction
+
+    from reenact.api import GeneratorOptions, TrackingOptions
+    from reenact.face.tracker import FaceObservation
+    from reenact.live import _Drive
+    from reenact.pipeline import FrameState
+    from reenact.video import Frame
+
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+
+    def camera(index: int, pitch: float) -> FrameState:
+        c, s = np.cos(np.radians(pitch)), np.sin(np.radians(pitch))
+        pose = np.eye(4, dtype=np.float32)
+        pose[1:3, 1:3] = [[c, -s], [s, c]]  # a nod: pitch only
+        face = FaceObservation(np.zeros((478, 3), np.float32), np.zeros(52, np.float32), pose, (0.0, 0.0, 1.0, 1.0))
+        frame = Frame(index, index * 40, Fraction(1, 1000), np.zeros((8, 8, 3), np.uint8))
+        return FrameState(frame, face, np.ones(17, np.float32))
+
+    pitches = [0.0] * 5 + [12.0]
+    with ExitStack() as stack:
+        runs = {}
+        for follow in (False, True):
+            drive = _Drive(image, GeneratorOptions(device="cpu"), TrackingOptions(), LiveControl(), 1.0, stack, follow)
+            runs[follow] = [drive(camera(i, p)).frame.image for i, p in enumerate(pitches)]
+        assert np.allclose(drive._turn(0.0), [12.0, 0.0, 0.0], atol=1e-3)  # 12 degrees from the median, 0
+    kept, turned = runs[False], runs[True]
+    assert all(np.array_equal(a, b) for a, b in zip(kept[:5], turned[:5]))  # the usual pose: no turn
+    moved = (np.abs(kept[5].astype(int) - turned[5]).max(axis=-1) > 10).sum()
+    assert moved > 300  # pixels of the face that changed by more than 10 levels
+    no_source = run_cli("live", "--input", image, "--preset", "happy", "--pose", "--output", tmp_path / "x.mp4",
+                        "--no-preview")
+    assert no_source.returncode != 0 and "there is no --source" in no_source.stderr
+
+
 def test_drive_a_video_that_loops_when_it_ends(long_clip: Path, shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"  # 3 s: it must loop within the 4 s run
     output = tmp_path / "driven.mp4"
