@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -189,9 +190,16 @@ class DrivingTrack:
         t = np.asarray(times, dtype=np.float64)
         return cls(t, _fill_gaps(t, rows), None if poses is None else _fill_gaps(t, poses))
 
-    @property
+    @cached_property  # once per clip, not per frame
     def rest(self) -> np.ndarray:
         return np.percentile(self.aus, 10, axis=0).astype(np.float32)
+
+    @cached_property
+    def usual_pose(self) -> np.ndarray:
+        """The driving head's median pitch, yaw and roll over the clip, in degrees."""
+        if self.poses is None:
+            raise ValueError("this driving track has no head pose")
+        return np.median(self.poses, axis=0).astype(np.float32)
 
     def at(self, t: float) -> np.ndarray:
         """The driving AUs at time t (linear between frames, held past either end)."""
@@ -200,9 +208,8 @@ class DrivingTrack:
     def turn(self, t: float) -> np.ndarray:
         """The driving head's pitch, yaw and roll at time t minus its median over the clip (its usual pose), in
         degrees: the head motion ``reenact transfer --pose`` adds to the source's."""
-        if self.poses is None:
-            raise ValueError("this driving track has no head pose")
-        return _at(self.times, self.poses, t) - np.median(self.poses, axis=0).astype(np.float32)
+        usual = self.usual_pose
+        return _at(self.times, self.poses, t) - usual
 
 
 @dataclass(frozen=True)

@@ -80,13 +80,23 @@ class SelfReenactment:
     ssim_copy: float
 
 
-@torch.no_grad()
+def draw_pairs(clips: list[PreparedClip], pairs: int = 256, seed: int = 7,
+               max_pose_change: float | None = None) -> PairBatch:
+    """``pairs`` pairs of distinct frames with images (B never A itself: that pair is trivially perfect for both
+    model and copy); ``max_pose_change`` keeps pairs whose head angles differ by at most that (degrees)."""
+    return PairSampler(clips, seed=seed, distinct=True, max_pose_change=max_pose_change).sample(pairs, images=True)
+
+
 def self_reenactment(model: Generator, clips: list[PreparedClip], pairs: int = 256, seed: int = 7,
                      max_pose_change: float | None = None, follow_pose: bool = True) -> SelfReenactment:
-    """Rebuild B from A on ``pairs`` pairs of distinct frames (B never A itself: that pair is trivially perfect
-    for both model and copy); ``max_pose_change`` keeps pairs whose head angles differ by at most that (degrees).
-    ``follow_pose``: a model with head-pose motion is also given B's head turn from A."""
-    batch = PairSampler(clips, seed=seed, distinct=True, max_pose_change=max_pose_change).sample(pairs, images=True)
+    """Rebuild B from A on pairs from ``draw_pairs``. ``follow_pose``: a model with head-pose motion is also given
+    B's head turn from A."""
+    return score_pairs(model, draw_pairs(clips, pairs, seed, max_pose_change), follow_pose)
+
+
+@torch.no_grad()
+def score_pairs(model: Generator, batch: PairBatch, follow_pose: bool = True) -> SelfReenactment:
+    """Self-reenactment on pairs already drawn (with images), so several settings can share one draw."""
     pose = batch.pose_change if follow_pose and model.config.n_pose else None
     out = _generate(model, batch, batch.aus_b, pose)
     rows = []
@@ -98,7 +108,7 @@ def self_reenactment(model: Generator, clips: list[PreparedClip], pairs: int = 2
             masked_ssim(grey(o), grey(b), m[0]), masked_ssim(grey(a), grey(b), m[0]),
         ))
     means = np.mean(rows, axis=0)
-    return SelfReenactment(pairs, *map(float, means))
+    return SelfReenactment(len(batch.image_a), *map(float, means))
 
 
 def _generate(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
@@ -217,9 +227,10 @@ def evaluate(
     clips = list(dataset.clips)
     model = load_generator(model_name)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
-    report["self_reenactment"] = vars(self_reenactment(model, clips, pairs))
+    drawn = draw_pairs(clips, pairs)
+    report["self_reenactment"] = vars(score_pairs(model, drawn))
     if model.config.n_pose:  # the same pairs with the AUs alone: what a transfer that keeps the source's head does
-        report["self_reenactment_expression_only"] = vars(self_reenactment(model, clips, pairs, follow_pose=False))
+        report["self_reenactment_expression_only"] = vars(score_pairs(model, drawn, follow_pose=False))
     # The same with head pose held (each angle within 2 degrees): how much of the gap to copying is head motion.
     report["self_reenactment_pose_matched"] = vars(self_reenactment(model, clips, pairs, max_pose_change=2.0))
     report["au_fidelity"] = au_fidelity(model, clips, faces)

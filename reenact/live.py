@@ -280,7 +280,7 @@ class _Drive:
         self.scale = scale
         self.rest = RunningRest()
         self._drive: tuple[np.ndarray, np.ndarray] | None = None  # (camera AUs, their rest)
-        self.usual_pose = RunningRest(percentile=50)
+        self.usual_pose = RunningRest(percentile=50) if follow_pose else None
         self._turn_now = np.zeros(3, np.float32)  # the camera head's turn from its usual pose, degrees
         info = probe(self.source)
         self._still = info.is_image
@@ -331,7 +331,7 @@ class _Drive:
     def __call__(self, camera: FrameState) -> FrameState:
         if camera.aus is not None:
             self._drive = (camera.aus, self.rest.add(camera.aus))
-        if camera.face is not None:
+        if camera.face is not None and self.usual_pose is not None:
             pose = np.array(camera.face.head_pose_degrees(), np.float32)
             self._turn_now = pose - self.usual_pose.add(pose)
         state = self._next_source()
@@ -472,8 +472,9 @@ def run_live(
 
     Mode: ``drive`` (a source image or video that follows the camera face's expressions) or ``edit`` (the camera
     face itself, edited by AUs or a preset; switchable with keys in the preview). ``follow_pose``: in drive mode,
-    the source's head also turns as the camera head turns from its usual pose (its median over the last frames). Whatever stops the run, what
-    was output is kept; an input that fails or stalls is reported in ``LiveReport.error``.
+    the source's head also turns as the camera head turns from its usual pose (its median over the last frames).
+    Whatever stops the run, what was output is kept; an input that fails or stalls is reported in
+    ``LiveReport.error``.
     """
     control = edit if edit is not None else LiveControl()
     preview = outputs.preview if outputs.preview is not None else (has_display() and outputs.file is None

@@ -214,9 +214,10 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
 
     queue: Queue[PairBatch] = Queue(maxsize=8)
     stop = threading.Event()
-    # Pairs are built on the CPU (OpenCV releases the GIL) while the GPU trains.
-    workers = [threading.Thread(target=_batches, args=(PairSampler(clips, seed=options.seed + 17 * i, expressive=options.expressive), options.batch, queue, stop),
-                                daemon=True) for i in range(3)]
+    # Pairs are built on the CPU (OpenCV releases the GIL) while the GPU trains; the samplers share one index.
+    sampler = PairSampler(clips, seed=options.seed, expressive=options.expressive)
+    samplers = [sampler] + [sampler.reseeded(options.seed + 17 * i) for i in (1, 2)]
+    workers = [threading.Thread(target=_batches, args=(s, options.batch, queue, stop), daemon=True) for s in samplers]
     for w in workers:
         w.start()
     snapshots: dict[int, dict[str, torch.Tensor]] = {}

@@ -7,6 +7,7 @@ the AUs can explain.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -58,6 +59,12 @@ class PairSampler:
         self.expressive = expressive
         self.min_change = min_change
         self.rises = self._rises() if expressive > 0 else []
+
+    def reseeded(self, seed: int) -> PairSampler:
+        """The same sampler (clips, conditions, expressive-pair index) drawing from its own random generator."""
+        other = copy.copy(self)
+        other.rng = np.random.default_rng(seed)
+        return other
 
     def _rises(self) -> list[tuple[int, list[list[tuple[int, int]]]]]:
         """Per AU (that ever rises so), per person: (clip, frame) where the AU is at least ``min_change`` above
