@@ -2,9 +2,10 @@
 
 Parts: the clip's first frames are tracked once, then aligned, edited and pasted back one after another in this
 thread, with each part of the edit stage timed (ms per frame, best of --repeat): cutting the crop, the motion net,
-the splat of its per-landmark moves into a dense flow, the warp, the texture net, the two masks, the paste-back and
-its colour match (the model is $REENACT_MODEL, else models/default). End to end: the threaded pipeline as
-`reenact edit CLIP --preset happy` runs it (fps, best of --repeat), and a plain transcode (libx264, crf 18, preset medium: reenact's defaults) of the same clip.
+the splat of its per-landmark moves into a dense flow, the lid and lip remap, the warp, the texture net, the two
+masks, the paste-back and its colour match (the model is $REENACT_MODEL, else models/default). End to end: the
+threaded pipeline as `reenact edit CLIP --preset happy` runs it (fps, best of --repeat), and a plain transcode
+(libx264, crf 18, preset medium: reenact's defaults) of the same clip.
 Usage: python benchmarks/edit_speed.py [CLIP] [--repeat 2] [--frames 100] [--preset happy]
 (default CLIP: a 20 s 640x480 synthetic clip)
 """
@@ -42,7 +43,8 @@ PARTS = [
     (pipeline, "crop_face", "crop_face (align stage)"),
     (networks.MotionNet, "displacements", "  motion net"),
     (networks, "fit_through", "  fit the flow through the moves"),
-    (networks, "splat", "  splat moves -> 64x64 flow"),
+    (networks, "splat", "  splat moves -> dense flow"),
+    (networks, "close_gaps", "  close lids and lips (gap remap)"),
     (networks, "warp", "  upsample flow + warp crop"),
     (editing, "warp", "  upsample flow + warp crop"),
     (networks.TextureNet, "forward", "  texture net"),
@@ -134,9 +136,9 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}; load average {load_before:.2f} before, {load_after:.2f} after")
     timed = min(args.frames, frames)
     print(f"ms per frame over the first {timed} frames, stages one after another (best of {args.repeat}):")
-    rows = ["align stage", "crop_face (align stage)", "edit stage (edit + masks + paste)", "edit (GeneratorEditor)",
-            "  motion net", "  fit the flow through the moves", "  splat moves -> 64x64 flow",
-            "  upsample flow + warp crop", "  texture net", "face_mask (x2)", "paste_back", "  colour match + difference"]
+    # The stages, then each part in PARTS's order (the editor's parts under it).
+    part_labels = list(dict.fromkeys(label for *_, label in PARTS))
+    rows = ["align stage", part_labels[0], "edit stage (edit + masks + paste)", "edit (GeneratorEditor)", *part_labels[1:]]
     for label in rows:
         if label in parts:
             print(f"  {label:36s} {1000 * parts[label]:7.2f}")

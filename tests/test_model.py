@@ -14,7 +14,9 @@ from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceObservation
 from reenact.model.io import load_generator, save_generator
-from reenact.model.networks import Generator, GeneratorConfig, fit_through, normalise, sample_at, splat, warp
+from reenact.model.networks import (
+    GAP_CONTOURS, Generator, GeneratorConfig, close_gaps, fit_through, normalise, sample_at, splat, warp,
+)
 from reenact.model.presets import PRESETS, parse_preset
 from reenact.train.losses import landmark_motion_loss
 
@@ -115,6 +117,63 @@ def test_the_flow_can_be_made_to_pass_through_the_landmark_moves() -> None:
 
     plain, fitted = error(moves), error(fit_through(points, moves, sigma, 5))
     assert plain > 0.01 and fitted < plain / 3
+
+
+def gap_face() -> torch.Tensor:
+    """478 landmarks with each gap's four contours (skin above, upper edge, lower edge, skin below) as arcs across a
+    box of its own, the other landmarks in a row well below them."""
+    landmarks = torch.stack([torch.linspace(-0.9, 0.9, 478), torch.full((478,), 0.9)], dim=1)
+    boxes = ((-0.35, -0.1, -0.1), (0.1, 0.35, -0.1), (-0.2, 0.2, 0.35))  # x from, x to, y of the gap's middle
+    for (x0, x1, middle), contours in zip(boxes, GAP_CONTOURS):
+        for contour, dy in zip(contours, (-0.06, -0.025, 0.025, 0.05)):
+            arc = torch.sin(torch.linspace(0, torch.pi, len(contour)))
+            shape = arc if abs(dy) < 0.04 else 0.5 + 0.5 * arc  # the edges meet at the corners, the skin does not
+            landmarks[list(contour)] = torch.stack([torch.linspace(x0, x1, len(contour)), middle + dy * shape], 1)
+    return landmarks
+
+
+def test_lids_can_close() -> None:
+    """An eye (dark between the lids) whose upper lid is moved onto the lower one: a smooth field keeps the eye
+    open, the gap-closing remap squeezes the dark out; with no motion the flow stays exactly zero."""
+    landmarks = gap_face()
+    upper, lower = list(GAP_CONTOURS[0][1]), list(GAP_CONTOURS[0][2])
+    moves = torch.zeros(1, 478, 2)
+    moves[0, upper, 1] = landmarks[upper, 1] - landmarks[lower, 1]  # content comes from the lid's old place above
+    points = landmarks[None] - moves
+    size = 128  # the image at the flow's own size (upsampled, the seam where the lids meet is a 1-cell dark line)
+    axis = (torch.arange(size) + 0.5) / size * 2 - 1
+
+    def edge(index: list[int]) -> torch.Tensor:
+        return torch.from_numpy(np.interp(axis.numpy(), landmarks[index, 0].numpy(), landmarks[index, 1].numpy()))
+    y, x = axis[:, None], axis[None, :]
+    eye = (y > edge(upper)) & (y < edge(lower)) & (x > landmarks[upper, 0].min()) & (x < landmarks[upper, 0].max())
+    image = torch.full((1, 3, size, size), 0.8)
+    image[:, :, eye] = 0.1
+    flow = splat(points, fit_through(points, moves, 0.04, 5), 128, 0.04)
+
+    def dark(flow: torch.Tensor) -> int:  # pixels of the warped image still as dark as the eye
+        return int((warp(image, flow)[0, 0] < 0.45).sum())
+
+    assert eye.sum() > 30
+    assert dark(flow) > 0.75 * eye.sum()
+    assert dark(close_gaps(flow, points, moves)) < 0.25 * eye.sum()
+    still = torch.zeros(1, 2, 128, 128)
+    assert torch.equal(close_gaps(still, landmarks[None], torch.zeros(1, 478, 2)), still)
+    # Motion away from every gap leaves the field as it was.
+    elsewhere = torch.zeros(1, 478, 2)
+    elsewhere[0, 468:] = 0.01  # the irises, here in the row below the face
+    points = landmarks[None] - elsewhere
+    field = splat(points, elsewhere, 64, 0.04)
+    assert torch.allclose(close_gaps(field, points, elsewhere), field, atol=1e-6)
+    # A model with close_gaps set uses it.
+    for closing in (False, True):
+        model = Generator(GeneratorConfig(motion_width=64, texture_channels=8, flow_size=128, flow_fit_iters=5,
+                                          close_gaps=closing)).eval()
+        with torch.no_grad():
+            model.motion.basis[8, upper, 1] = (landmarks[upper, 1] - landmarks[lower, 1]) * 5  # AU12 +1: the move
+            aus = torch.zeros(1, 17)
+            flow = model.motion(landmarks[None], aus, aus + torch.eye(17)[8:9])[0]
+        assert (dark(flow) < 0.25 * eye.sum()) == closing
 
 
 def test_head_pose_motion_is_added_to_a_model_and_moves_the_face_only_when_asked() -> None:

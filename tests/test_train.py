@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reenact.evaluate import self_reenactment
+from reenact.evaluate import au_fidelity, self_reenactment
 from reenact.model.io import load_generator
 from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
@@ -129,3 +130,21 @@ def test_pairs_can_be_distinct_frames_with_the_head_held(tiny_dataset: Path) -> 
     assert all(np.abs(clip.pose[a] - clip.pose[b]).max() <= 2.0 for clip, a, b in seen)
     with pytest.raises(ValueError, match="pair conditions"):
         PairSampler(clips, max_gap_s=-1.0).sample(1, images=False)  # no frame is within a negative gap
+
+
+def test_the_default_model_closes_eyes_as_the_reader_sees_them(tiny_dataset: Path) -> None:
+    """AU45 +3 through the default model, read back by reenact's own AU reader: with the lids' gap remap the
+    blink registers; the same weights with a plain smooth flow only narrow the eyes (validation people, 48 faces:
+    35% of the request against 4%). The report also names the other AU that moves most on average."""
+    clips = list(load_dataset(tiny_dataset).clips)
+    model = load_generator(None)
+    assert model.config.close_gaps
+    closing = au_fidelity(model, clips, faces=12)
+    plain = load_generator(None)
+    plain.config = plain.motion.config = replace(plain.config, close_gaps=False)
+    smooth = au_fidelity(plain, clips, faces=12)
+    assert closing["AU45"]["share_of_request"] > smooth["AU45"]["share_of_request"] + 0.1
+    for name, row in closing.items():
+        assert row["faces"] >= 10
+        assert row["others_largest_mean_change_au"] not in name.split("+")
+        assert row["others_largest_mean_change"] <= row["others_max_change"]

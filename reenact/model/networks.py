@@ -4,7 +4,8 @@ Motion: from the source face's landmarks (in the aligned crop), its AUs and the 
 change of head pose), a network predicts a dense backward flow at low resolution (``flow_size``); the flow is
 upsampled and applied to the crop at whatever resolution it has, so a large face keeps its detail. The flow is the
 difference of the field for the target and the field for the source's own AUs, so an empty edit is exactly no
-motion.
+motion. Across the eyes and the mouth, the flow's vertical part is remapped column by column so that lids and lips
+can meet (``close_gaps``): a smooth field cannot close a gap.
 
 Texture: on the warped face (at ``texture_size``) and the AU change, a small U-Net outputs an RGB residual and an
 attention mask; the residual is added where the mask says, scaled by how large the edit is (none for no edit).
@@ -43,6 +44,7 @@ class GeneratorConfig:
     max_flow: float = 0.35
     n_pose: int = 0  # 3: the motion also takes a head-pose change (pitch, yaw, roll); 0 in models without it
     flow_fit_iters: int = 0  # corrections that make the dense flow pass through the landmarks' moves (0: plain)
+    close_gaps: bool = False  # lids and lips may meet: the flow across each eye and the mouth is remapped by column
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -114,7 +116,10 @@ class MotionNet(nn.Module):
         moves = self.displacements(landmarks, source_aus, target_aus, pose_change)
         points, sigma = landmarks - moves, self.config.flow_sigma
         values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
-        return splat(points, values, self.config.flow_size, sigma), moves
+        flow = splat(points, values, self.config.flow_size, sigma)
+        if self.config.close_gaps:
+            flow = close_gaps(flow, points, moves)
+        return flow, moves
 
 
 def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -157,6 +162,116 @@ def fit_through(points: torch.Tensor, moves: torch.Tensor, sigma: float, iters: 
     for _ in range(iters):
         values = values + (target - (values @ weights) * scale[:, None])
     return values.transpose(1, 2)
+
+
+# Each gap the face can open and close, as four MediaPipe contours ordered across the face, top to bottom: the skin
+# above, the gap's upper edge, its lower edge, the skin below (eyes: a ring around the lids, and the lids; mouth:
+# the outer and inner lip lines).
+GAP_CONTOURS: tuple[tuple[tuple[int, ...], ...], ...] = (
+    ((130, 247, 30, 29, 27, 28, 56, 190, 243), (33, 246, 161, 160, 159, 158, 157, 173, 133),
+     (33, 7, 163, 144, 145, 153, 154, 155, 133), (130, 25, 110, 24, 23, 22, 26, 112, 243)),  # the subject's right eye
+    ((359, 467, 260, 259, 257, 258, 286, 414, 463), (263, 466, 388, 387, 386, 385, 384, 398, 362),
+     (263, 249, 390, 373, 374, 380, 381, 382, 362), (359, 255, 339, 254, 253, 252, 256, 341, 463)),  # left eye
+    ((61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291), (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308),
+     (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308), (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)),  # mouth
+)  # fmt: skip
+
+
+def _contour_index() -> torch.Tensor:
+    """GAP_CONTOURS as one (gaps, 4, points) index, shorter contours padded with their last point (a segment of
+    no length, which reading along the contour skips)."""
+    n = max(len(c) for gap in GAP_CONTOURS for c in gap)
+    return torch.tensor([[list(c) + [c[-1]] * (n - len(c)) for c in gap] for gap in GAP_CONTOURS])
+
+
+_CONTOURS = _contour_index()
+
+
+def _along_contours(xs: torch.Tensor, contour_x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``values`` (M, V, n) along contours with points at ``contour_x`` (M, n), read at the
+    columns ``xs`` (W,): (M, V, W), held at the ends."""
+    cx, order = contour_x.sort(dim=1)
+    values = values.gather(2, order[:, None].expand_as(values))
+    hi = torch.searchsorted(cx, xs.expand(cx.shape[0], -1).contiguous()).clamp(1, cx.shape[1] - 1)
+    lo = hi - 1
+    x0, x1 = cx.gather(1, lo), cx.gather(1, hi)
+    t = ((xs - x0) / (x1 - x0).clamp(min=1e-6)).clamp(0, 1)[:, None]
+    ends = [values.gather(2, i[:, None].expand(-1, values.shape[1], -1)) for i in (lo, hi)]
+    return ends[0] * (1 - t) + ends[1] * t
+
+
+def _skin_band(y: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, s0: torch.Tensor, s1: torch.Tensor,
+               ) -> torch.Tensor:
+    """Source y for output rows ``y`` of a skin band whose ends y0 -> s0, y1 -> s1: a monotone cubic with the
+    skin's own scale (slope 1) at both ends, so the stretch goes to the band's middle and the lid's or lip's edge
+    keeps its thickness (a straight line would stretch a lash line with the skin). Identity for an unmoved band."""
+    span = y1 - y0
+    u = ((y - y0) / span).clamp(0, 1)
+    slope = (3 * (s1 - s0) / span).clamp(max=1.0) * span  # ends at slope 1, less where that would fold the band
+    u2 = u * u
+    u3 = u2 * u
+    return (2 * u3 - 3 * u2 + 1) * s0 + (u3 - 2 * u2 + u) * slope + (3 * u2 - 2 * u3) * s1 + (u3 - u2) * slope
+
+
+def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+    """The flow with each eye's and the mouth's vertical motion remapped so that lids and lips can meet.
+
+    A smooth field cannot close a gap: where an upper lid lands on the lower one, two landmarks at one place ask for
+    different moves, and the field takes their mean, so a blink came out as a squint (AU45 read 4% of a request).
+    Here, per column across the gap, the vertical source position runs through four knots (skin above, upper
+    edge, lower edge, skin below), each where the landmarks put it: between the edges the gap's content is
+    squeezed (or stretched) evenly, above and below the skin follows (``_skin_band``); edges asked to pass each
+    other meet halfway. At the outer knots the field is kept, so the remapped band joins it without a seam; it
+    fades out towards the corners, where the edges meet anyway. Only samples with some motion change, so no motion
+    stays exactly no flow. All gaps are done at once, each over the grid rows its band spans only.
+    """
+    b, _, h, w = flow.shape
+    axis = (torch.arange(w, device=flow.device, dtype=flow.dtype) + 0.5) / w * 2 - 1
+    index = _CONTOURS.to(points.device)
+    g, n = index.shape[0], index.shape[-1]
+    at = points[:, index]  # (B, gaps, 4, n, 2): where each contour point lands
+    rows = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
+    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(rows, 3).reshape(-1, 2, n))
+    knots, sources = read.reshape(b, g, 4, 2, w).unbind(3)  # (B, gaps, 4, W) each
+    top_y, up_y, low_y, bottom_y = knots.unbind(2)
+    crossed = up_y > low_y  # the motion asks the edges to pass each other: they meet halfway
+    meet = (up_y + low_y) / 2
+    up_y, low_y = torch.where(crossed, meet, up_y), torch.where(crossed, meet, low_y)
+    top_y, bottom_y = torch.minimum(top_y, up_y - 1e-4), torch.maximum(bottom_y, low_y + 1e-4)
+    fy = flow[:, 1]
+    column = fy[:, None].expand(b, g, h, w)
+
+    def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at y, read down each column
+        r = ((y + 1) / 2 * h - 0.5).clamp(0, h - 1)
+        r0 = r.floor().long().clamp(max=h - 2)[:, :, None]
+        f = r - r0[:, :, 0]
+        return y + column.gather(2, r0).squeeze(2) * (1 - f) + column.gather(2, r0 + 1).squeeze(2) * f
+
+    tk, uk, lk, bk = (k[:, :, None] for k in (top_y, up_y, low_y, bottom_y))  # (B, gaps, 1, W)
+    ts, us, ls, bs = (k[:, :, None] for k in (field_at(top_y), sources[:, :, 1], sources[:, :, 2], field_at(bottom_y)))
+    # Only the grid rows each gap's band spans are worked on: a window of rows per gap, as tall as the tallest.
+    first = (((top_y.amin(dim=(0, 2)) + 1) / 2 * h - 0.5).floor().long()).clamp(0, h - 1)  # (gaps,)
+    last = (((bottom_y.amax(dim=(0, 2)) + 1) / 2 * h - 0.5).ceil().long()).clamp(0, h - 1)
+    rows = first[:, None] + torch.arange(int((last - first).max()) + 1, device=flow.device)  # (gaps, L)
+    inside_grid = rows < h
+    rows = rows.clamp(max=h - 1)
+    y = axis[rows][None, :, :, None]  # (1, gaps, L, 1): those rows' y
+    window = fy[:, rows]  # (B, gaps, L, W)
+    above = _skin_band(y, tk, uk, ts, us)
+    inside = us + (y - uk) * (ls - us) / (lk - uk).clamp(min=1e-4)
+    below = _skin_band(y, lk, bk, ls, bs)
+    remapped = torch.where(y < uk, above, torch.where(y <= lk, inside, below)) - y
+    # Across the gap's width: full in the middle, fading to nothing over the outer sixth on each side.
+    gap_x = at[:, :, 1, :, 0]
+    left, right = gap_x.amin(dim=2, keepdim=True), gap_x.amax(dim=2, keepdim=True)
+    t = (axis - left) / (right - left).clamp(min=1e-6)
+    fade = (torch.minimum(t, 1 - t) * 6).clamp(0, 1)
+    fade = (fade * fade * (3 - 2 * fade))[:, :, None]  # (B, gaps, 1, W)
+    moving = (moves.abs().flatten(1).amax(dim=1) > 0).to(flow.dtype)[:, None, None, None]
+    weight = ((y >= tk) & (y <= bk) & inside_grid[None, :, :, None]) * fade * moving
+    change = ((remapped - window) * weight).flatten(1, 2)  # (B, gaps * L, W)
+    fy = fy.index_add(1, rows.flatten(), change)  # gaps sharing rows (the eyes) touch different columns
+    return torch.stack([flow[:, 0], fy], dim=1)
 
 
 class TextureNet(nn.Module):
