@@ -29,6 +29,11 @@ POSE_SCALE = 20.0  # head-pose changes (degrees) enter the motion divided by thi
 MAX_POSE_CHANGE = 30.0  # degrees; a linear field means nothing for larger turns, so changes are clipped here
 
 
+def pose_features(pose_change):
+    """Head-pose changes in degrees (numpy or torch, (..., 3)) as the motion takes them: clipped, then scaled."""
+    return pose_change.clip(-MAX_POSE_CHANGE, MAX_POSE_CHANGE) / POSE_SCALE
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Every size that defines a generator; stored as JSON beside its weights."""
@@ -103,8 +108,7 @@ class MotionNet(nn.Module):
         if pose_change is not None:
             if not self.config.n_pose:
                 raise ValueError("this model has no head-pose motion (its config's n_pose is 0)")
-            turn = pose_change.clamp(-MAX_POSE_CHANGE, MAX_POSE_CHANGE) / POSE_SCALE
-            linear = linear + torch.einsum("bk,knc->bnc", turn, self.pose_basis)
+            linear = linear + torch.einsum("bk,knc->bnc", pose_features(pose_change), self.pose_basis)
         # The correction's two halves cancel exactly when target == source.
         return linear + both[:n] - both[n:]
 
@@ -131,7 +135,7 @@ def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -
     # Exponents are held above -80: a weight of e^-80 against the e^-4.5 floor is nothing in float32, and far
     # smaller ones would be subnormal numbers, which are many times slower to compute with.
     b, c = points.shape[0], values.shape[-1]
-    axis = (torch.arange(size, device=points.device, dtype=points.dtype) + 0.5) / size * 2 - 1
+    axis = normalise(torch.arange(size, device=points.device, dtype=points.dtype), size)
     d2 = (axis[:, None] - points.transpose(1, 2)[:, :, None, :]).square()  # (B, 2, size, N): x, then y
     g = torch.exp((d2 / (-2 * sigma * sigma)).clamp(min=-80.0))
     gx, gy = g[:, 0], g[:, 1]
@@ -226,12 +230,12 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) ->
     stays exactly no flow. All gaps are done at once, each over the grid rows its band spans only.
     """
     b, _, h, w = flow.shape
-    axis = (torch.arange(w, device=flow.device, dtype=flow.dtype) + 0.5) / w * 2 - 1
+    axis = normalise(torch.arange(w, device=flow.device, dtype=flow.dtype), w)
     index = _CONTOURS.to(points.device)
     g, n = index.shape[0], index.shape[-1]
     at = points[:, index]  # (B, gaps, 4, n, 2): where each contour point lands
-    rows = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
-    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(rows, 3).reshape(-1, 2, n))
+    heights = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
+    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(heights, 3).reshape(-1, 2, n))
     knots, sources = read.reshape(b, g, 4, 2, w).unbind(3)  # (B, gaps, 4, W) each
     top_y, up_y, low_y, bottom_y = knots.unbind(2)
     crossed = up_y > low_y  # the motion asks the edges to pass each other: they meet halfway
@@ -239,19 +243,16 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) ->
     up_y, low_y = torch.where(crossed, meet, up_y), torch.where(crossed, meet, low_y)
     top_y, bottom_y = torch.minimum(top_y, up_y - 1e-4), torch.maximum(bottom_y, low_y + 1e-4)
     fy = flow[:, 1]
-    column = fy[:, None].expand(b, g, h, w)
 
-    def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at y, read down each column
-        r = ((y + 1) / 2 * h - 0.5).clamp(0, h - 1)
-        r0 = r.floor().long().clamp(max=h - 2)[:, :, None]
-        f = r - r0[:, :, 0]
-        return y + column.gather(2, r0).squeeze(2) * (1 - f) + column.gather(2, r0 + 1).squeeze(2) * f
+    def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at (each column, y): (B, gaps, W)
+        points = torch.stack([axis.expand_as(y), y], dim=-1).reshape(b, -1, 2)
+        return y + sample_at(flow[:, 1:], points).reshape(y.shape)
 
     tk, uk, lk, bk = (k[:, :, None] for k in (top_y, up_y, low_y, bottom_y))  # (B, gaps, 1, W)
     ts, us, ls, bs = (k[:, :, None] for k in (field_at(top_y), sources[:, :, 1], sources[:, :, 2], field_at(bottom_y)))
     # Only the grid rows each gap's band spans are worked on: a window of rows per gap, as tall as the tallest.
-    first = (((top_y.amin(dim=(0, 2)) + 1) / 2 * h - 0.5).floor().long()).clamp(0, h - 1)  # (gaps,)
-    last = (((bottom_y.amax(dim=(0, 2)) + 1) / 2 * h - 0.5).ceil().long()).clamp(0, h - 1)
+    first = denormalise(top_y.amin(dim=(0, 2)), h).floor().long().clamp(0, h - 1)  # (gaps,)
+    last = denormalise(bottom_y.amax(dim=(0, 2)), h).ceil().long().clamp(0, h - 1)
     rows = first[:, None] + torch.arange(int((last - first).max()) + 1, device=flow.device)  # (gaps, L)
     inside_grid = rows < h
     rows = rows.clamp(max=h - 1)
@@ -327,7 +328,7 @@ def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
 
 def identity_grid(size: int, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """grid_sample's sampling grid that returns the input unchanged: (batch, size, size, 2), x then y."""
-    axis = (torch.arange(size, device=device, dtype=dtype) + 0.5) / size * 2 - 1
+    axis = normalise(torch.arange(size, device=device, dtype=dtype), size)
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack([x, y], dim=-1).expand(batch, size, size, 2)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from reenact.face.aus import AU_NAMES
-from reenact.model.networks import AU_SCALE, MAX_POSE_CHANGE, POSE_SCALE, Generator
+from reenact.model.networks import AU_SCALE, Generator, pose_features
 from reenact.train.pairs import MESH, PairSampler
 from reenact.train.dataset import PreparedClip
 
@@ -78,8 +78,7 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
     allowed = region_mask(batch.landmarks_a.mean(axis=0))
     n_pose = model.config.n_pose
     if n_pose:
-        turn = np.clip(batch.pose_change, -MAX_POSE_CHANGE, MAX_POSE_CHANGE) / POSE_SCALE
-        change = np.concatenate([change, turn.astype(np.float64)], axis=1)
+        change = np.concatenate([change, pose_features(batch.pose_change).astype(np.float64)], axis=1)
         allowed = np.concatenate([allowed, np.ones((n_pose, allowed.shape[1]), dtype=bool)])  # irises turn too
     gram = change.T @ change
     basis = np.zeros((change.shape[1], *model.motion.basis.shape[1:]), dtype=np.float64)
