@@ -174,6 +174,10 @@ def test_lids_can_close() -> None:
             aus = torch.zeros(1, 17)
             flow = model.motion(landmarks[None], aus, aus + torch.eye(17)[8:9])[0]
         assert (dark(flow) < 0.25 * eye.sum()) == closing
+    # Under bfloat16 autocast, as training and GPU inference run, the remap gives the same field.
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model.motion(landmarks[None], aus, aus + torch.eye(17)[8:9])[0]
+    assert torch.allclose(half.float(), flow, atol=0.005)
 
 
 def test_head_pose_motion_is_added_to_a_model_and_moves_the_face_only_when_asked() -> None:

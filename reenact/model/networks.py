@@ -271,7 +271,7 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) ->
     moving = (moves.abs().flatten(1).amax(dim=1) > 0).to(flow.dtype)[:, None, None, None]
     weight = ((y >= tk) & (y <= bk) & inside_grid[None, :, :, None]) * fade * moving
     change = ((remapped - window) * weight).flatten(1, 2)  # (B, gaps * L, W)
-    fy = fy.index_add(1, rows.flatten(), change)  # gaps sharing rows (the eyes) touch different columns
+    fy = fy.index_add(1, rows.flatten(), change.to(fy.dtype))  # gaps sharing rows (the eyes) touch different columns
     return torch.stack([flow[:, 0], fy], dim=1)
 
 
