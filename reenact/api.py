@@ -203,13 +203,16 @@ class GeneratorOptions:
     model: PathLike | None = None  # a name in models/ or a path; None: $REENACT_MODEL, else models/default
     smooth: bool = True
     device: str = "auto"  # 'auto': the GPU when there is one
+    edit_gain: bool = True  # False: edits move only as far as a read AU change of their size (the model's edit_gain unused)
 
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
-               head_turn: Callable[[float], np.ndarray] | None = None) -> CropEditor:
+               head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True) -> CropEditor:
+        """``asked``: ``target`` gives edits (False: a driving face's readings, as transfers do)."""
         from reenact.editing import GeneratorEditor
 
         device = pick_device(self.device)
-        return GeneratorEditor(self.load(device), target, self.smooth, device, head_turn=head_turn)
+        return GeneratorEditor(self.load(device), target, self.smooth, device, head_turn=head_turn,
+                               asked=asked and self.edit_gain)
 
     def load(self, device: str) -> Generator:
         """The generator's weights on ``device``, read from disk at each call (reenact.batch keeps them per worker)."""
@@ -287,7 +290,7 @@ def transfer_expression(
     check_output_path(output, source, driving)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
     target = TransferTarget(track, relative, au_scale, aus or AU_NAMES)
-    stage = EditPasteStage(generator.editor(target, track.turn if follow_pose else None))
+    stage = EditPasteStage(generator.editor(target, track.turn if follow_pose else None, asked=False))
     source_info = probe(source)
     audio = audio or ("driving" if source_info.is_image else "source")
     audio_from = {"source": source, "driving": driving, "none": None}[audio]

@@ -44,6 +44,7 @@ When the machine falls behind, frames are dropped (and counted) so latency never
   reenact train dataset -o runs/basis --phase basis --init runs/texture/model   # closed-form motion fields
   torchrun --nproc-per-node 2 -m reenact train dataset -o runs/joint --phase joint
   reenact train dataset -o runs/gpu --phase adversarial --init runs/basis/model --seconds 300 --batch 64
+  reenact train dataset -o runs/gain --phase gain --init runs/gpu/model   # edits read back as asked
   reenact train dataset -o runs/critic --phase adversarial --au-weight 0.3 --critic-reads warped --tune-motion""",
     "au": """examples:
   reenact au talk.mp4 -o talk_aus.csv --plot talk_aus.png
@@ -100,13 +101,16 @@ def _add_generator(parser: argparse.ArgumentParser,
                    model_help: str = "generator name in models/ or path (default: models/default)") -> None:
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
+    parser.add_argument("--no-edit-gain", action="store_true",
+                        help="edits move as far as a read AU change of that size (weaker, closer to the source's "
+                             "identity) instead of as far as the reader sees the asked change")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
 
 
 def _generator(args: argparse.Namespace):
     from reenact.api import GeneratorOptions
 
-    return GeneratorOptions(args.model, not args.no_smooth, args.device)
+    return GeneratorOptions(args.model, not args.no_smooth, args.device, not args.no_edit_gain)
 
 
 def _encode(args: argparse.Namespace):
@@ -232,9 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", "Train the generator self-supervised on a prepared dataset (resumes where it stopped).")
     train.add_argument("dataset", help="folder written by reenact prepare")
     train.add_argument("-o", "--output", required=True, help="run folder: checkpoint, log, model.safetensors")
-    train.add_argument("--phase", choices=("motion", "texture", "joint", "basis", "adversarial"), default="motion",
+    train.add_argument("--phase", choices=("motion", "texture", "joint", "basis", "gain", "adversarial"), default="motion",
                        help="basis: fit the motion step's per-AU fields in closed form (seconds), FACS regions apart; "
-                            "adversarial: the texture step against a realism term and, with --au-weight, an AU critic")
+                            "gain: per AU, the factor on an edit's change that makes reenact's AU reader see it "
+                            "(minutes); adversarial: the texture step against a realism term and, with --au-weight, "
+                            "an AU critic")
     train.add_argument("--steps", type=int, default=3000)
     train.add_argument("--batch", type=int, default=32)
     train.add_argument("--lr", type=float, help="learning rate (default 3e-4; 2e-4 for --phase adversarial)")

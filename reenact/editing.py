@@ -96,18 +96,20 @@ class GeneratorEditor:
 
     def __init__(
         self, model: Generator, target: TargetFn, smooth: bool = True, device: str | torch.device = "cpu",
-        threads: int | None = 1, head_turn: Callable[[float], np.ndarray] | None = None,
+        threads: int | None = 1, head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True,
     ) -> None:
         """``threads``: torch's CPU threads (process-wide; None leaves them as they are). One, because in the pipeline
         MediaPipe and the encoder keep the other cores busy, and torch threads that wait for a busy core make the
         generator 2-3x slower than one thread (measured on 2 cores); the editor is then no slower than tracking.
         ``head_turn``: the head's pitch, yaw and roll change (degrees) to follow at time t (a model with head-pose
-        motion only), e.g. a driving clip's ``DrivingTrack.turn``."""
+        motion only), e.g. a driving clip's ``DrivingTrack.turn``. ``asked``: the target is an edit (the motion
+        scales its change by the model's ``edit_gain``); False for a driving face's readings (transfers)."""
         if head_turn is not None and not model.config.n_pose:
             raise ValueError("this model cannot turn the head (no head-pose motion in its config); use models/default")
         self.model = model.eval()
         self.target = target
         self.head_turn = head_turn
+        self.asked = asked
         self.device = torch.device(device)
         self.smooth = smooth
         if self.device.type == "cpu":
@@ -142,7 +144,7 @@ class GeneratorEditor:
         change = turned or not np.array_equal(goal, source)
         if change:
             pose = torch.from_numpy(turn)[None].to(self.device) if turned else None
-            flow, moves = self.model.motion(landmarks, src, tgt, pose)
+            flow, moves = self.model.motion(landmarks, src, tgt, pose, self.asked)
         else:  # what the motion net gives for no change (exactly), without running it
             flow_size = self.model.config.flow_size
             flow, moves = torch.zeros(1, 2, flow_size, flow_size, device=self.device), None

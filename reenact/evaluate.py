@@ -98,7 +98,7 @@ def self_reenactment(model: Generator, clips: list[PreparedClip], pairs: int = 2
 def score_pairs(model: Generator, batch: PairBatch, follow_pose: bool = True) -> SelfReenactment:
     """Self-reenactment on pairs already drawn (with images), so several settings can share one draw."""
     pose = batch.pose_change if follow_pose and model.config.n_pose else None
-    out = _generate(model, batch, batch.aus_b, pose)
+    out = generate_outputs(model, batch, batch.aus_b, pose)
     rows = []
     for o, a, b, m in zip(out, batch.image_a, batch.image_b, batch.mask_b):
         grey = lambda x: x.mean(axis=0)  # noqa: E731
@@ -111,15 +111,16 @@ def score_pairs(model: Generator, batch: PairBatch, follow_pose: bool = True) ->
     return SelfReenactment(len(batch.image_a), *map(float, means))
 
 
-def _generate(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
-              chunk: int = 64) -> np.ndarray:
+def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
+              chunk: int = 64, asked: bool = False) -> np.ndarray:
+    """Outputs for A of each pair; ``asked``: the targets are edits (as ``reenact edit``), not B's readings."""
     outs = []
     for i in range(0, len(batch.image_a), chunk):
         s = slice(i, i + chunk)
         result = model(
             torch.from_numpy(batch.image_a[s]), torch.from_numpy(batch.landmarks_a[s]),
             torch.from_numpy(batch.aus_a[s]), torch.from_numpy(np.ascontiguousarray(target_aus[s])),
-            pose_change=None if pose_change is None else torch.from_numpy(pose_change[s]),
+            pose_change=None if pose_change is None else torch.from_numpy(pose_change[s]), asked=asked,
         )
         outs.append(result["output"].numpy())
     return np.concatenate(outs)
@@ -150,7 +151,7 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
         before = measure_aus(tracker, batch.image_a)
         for (name, change), (_, target) in zip(SINGLE_AU_EDITS, edit_targets(batch.aus_a, presets=False)):
             asked = target - batch.aus_a
-            after = measure_aus(tracker, _generate(model, batch, target))
+            after = measure_aus(tracker, generate_outputs(model, batch, target, asked=True))
             moved = after - before
             ok = ~np.isnan(moved).any(axis=1)
             edited = [AU_NAMES.index(au) for au in change]
@@ -201,7 +202,7 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     columns: list[tuple[str, np.ndarray]] = [("source", batch.image_a)]
-    columns += [(name, _generate(model, batch, target)) for name, target in edit_targets(batch.aus_a)]
+    columns += [(name, generate_outputs(model, batch, target, asked=True)) for name, target in edit_targets(batch.aus_a)]
     size = batch.image_a.shape[-1]
     label = 18
     grid = np.full((label + faces * size, len(columns) * size, 3), 255, np.uint8)
@@ -311,7 +312,7 @@ def identity_distance(model: Generator, clips: list[PreparedClip], faces: int = 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     distances = []
     for _, target in edit_targets(batch.aus_a):
-        for source, edited in zip(batch.image_a, _generate(model, batch, target)):
+        for source, edited in zip(batch.image_a, generate_outputs(model, batch, target, asked=True)):
             d = meter.distance(source, edited)
             if d is not None:
                 distances.append(d)

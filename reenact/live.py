@@ -291,7 +291,7 @@ class _Drive:
         self._reader: VideoReader | None = None
         self._offset = 0.0  # source time added per loop, so the tracker's clock keeps rising
         self._cached: FrameState | None = None
-        self.paste = EditPasteStage(generator.editor(self._goal, self._turn if follow_pose else None))
+        self.paste = EditPasteStage(generator.editor(self._goal, self._turn if follow_pose else None, asked=False))
         first = self._next_source()
         if first.face is None and self._still:
             raise NoFaceError(f"{self.source}: no face found in the source image")

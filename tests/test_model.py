@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,36 @@ def test_lids_can_close() -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         half = model.motion(landmarks[None], aus, aus + torch.eye(17)[8:9])[0]
     assert torch.allclose(half.float(), flow, atol=0.005)
+
+
+def test_the_edit_gain_scales_asked_changes_only() -> None:
+    """An edit's change goes through the motion ``edit_gain`` times (within the AUs' 0-5 range); a transfer's (a
+    reading) and no change do not."""
+    crop, landmarks, aus = random_inputs()
+    plain = Generator(SMALL).eval()
+    with torch.no_grad():
+        plain.motion.basis.normal_(0, 0.01)
+    gain = [1.0] * len(AU_NAMES)
+    gain[AU_NAMES.index("AU04")] = 2.5
+    gained = Generator(replace(SMALL, edit_gain=gain)).eval()
+    gained.load_state_dict(plain.state_dict())
+    k = AU_NAMES.index("AU04")
+    aus[:, k] = torch.tensor([1.0, 4.0])
+    target = aus.clone()
+    target[:, k] += 1.0
+    stronger = target.clone()
+    stronger[:, k] = torch.tensor([3.5, 5.0])  # 1 + 2.5 x 1; and 4 + 2.5 x 1 held to the AUs' range, 5
+    with torch.no_grad():
+        asked = gained(crop, landmarks, aus, target, asked=True)
+        assert torch.allclose(asked["moves"], plain(crop, landmarks, aus, stronger)["moves"], atol=1e-6)
+        # The texture step sees the target as given: the same output as a model told the stronger target's flow.
+        same_flow = plain(crop, landmarks, aus, target, flow=asked["flow"])["output"]
+        assert torch.allclose(asked["output"], same_flow, atol=1e-6)
+        read = gained(crop, landmarks, aus, target)
+        assert torch.equal(read["moves"], plain(crop, landmarks, aus, target)["moves"])
+        assert torch.equal(gained(crop, landmarks, aus, aus, asked=True)["flow"], torch.zeros_like(asked["flow"]))
+    # The gain travels with the weights' config.
+    assert GeneratorConfig.from_json(gained.config.to_json()).edit_gain == gain
 
 
 def test_head_pose_motion_is_added_to_a_model_and_moves_the_face_only_when_asked() -> None:

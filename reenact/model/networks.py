@@ -50,6 +50,11 @@ class GeneratorConfig:
     n_pose: int = 0  # 3: the motion also takes a head-pose change (pitch, yaw, roll); 0 in models without it
     flow_fit_iters: int = 0  # corrections that make the dense flow pass through the landmarks' moves (0: plain)
     close_gaps: bool = False  # lids and lips may meet: the flow across each eye and the mouth is remapped by column
+    # Per AU, a factor on a change that is asked for (an edit or a preset, not a reading of a driving face) before
+    # the motion step moves toward it. The fields are least-squares fits on noisy AU readings, so they carry the
+    # motion that goes with a *read* change of one unit, which is less than what goes with an exact one; fitted so
+    # that reenact's reader sees the asked-for change on training people (``reenact train --phase gain``).
+    edit_gain: list[float] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -94,9 +99,14 @@ class MotionNet(nn.Module):
         nn.init.zeros_(self.correct[-1].bias)
 
     def displacements(self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-                      pose_change: torch.Tensor | None = None) -> torch.Tensor:
+                      pose_change: torch.Tensor | None = None, asked: bool = False) -> torch.Tensor:
         """Per landmark, where its content comes from relative to where it lands: (B, N, 2), normalised units.
-        ``pose_change``: (B, 3) degrees of pitch, yaw and roll to add to the head's (models with ``n_pose``)."""
+        ``pose_change``: (B, 3) degrees of pitch, yaw and roll to add to the head's (models with ``n_pose``).
+        ``asked``: the target is asked for, not read from a face, so the change is scaled by ``edit_gain``."""
+        if asked and self.config.edit_gain is not None:
+            # Within the AUs' 0-5 range: a linear field is not extrapolated past anything the data showed.
+            gain = target_aus.new_tensor(self.config.edit_gain)
+            target_aus = (source_aus + (target_aus - source_aus) * gain).clamp(0.0, 5.0)
         n = landmarks.shape[0]
         x = torch.cat([
             torch.cat([landmarks, landmarks]).flatten(1),
@@ -114,10 +124,10 @@ class MotionNet(nn.Module):
 
     def forward(
         self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-        pose_change: torch.Tensor | None = None,
+        pose_change: torch.Tensor | None = None, asked: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(dense flow, per-landmark moves). A landmark at p lands at p - move, and the flow there is the move."""
-        moves = self.displacements(landmarks, source_aus, target_aus, pose_change)
+        moves = self.displacements(landmarks, source_aus, target_aus, pose_change, asked)
         points, sigma = landmarks - moves, self.config.flow_sigma
         values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
         flow = splat(points, values, self.config.flow_size, sigma)
@@ -366,16 +376,18 @@ class Generator(nn.Module):
 
     def forward(
         self, crop: torch.Tensor | None, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
-        flow: torch.Tensor | None = None, pose_change: torch.Tensor | None = None,
+        flow: torch.Tensor | None = None, pose_change: torch.Tensor | None = None, asked: bool = False,
     ) -> dict[str, torch.Tensor]:
         """``landmarks``: (B, 478, 2) in normalised crop coordinates. ``flow``: a precomputed (e.g. time-smoothed)
         flow to use instead of the motion net's own. ``pose_change``: (B, 3) degrees of head pitch, yaw and roll to
-        follow (models with ``n_pose``). ``crop=None`` predicts the landmarks' moves only."""
+        follow (models with ``n_pose``). ``asked``: the target AUs are an edit, not a face's reading (the motion
+        scales the change by ``edit_gain``; the texture step sees the target as given). ``crop=None`` predicts the
+        landmarks' moves only."""
         if crop is None:
-            return {"moves": self.motion.displacements(landmarks, source_aus, target_aus, pose_change)}
+            return {"moves": self.motion.displacements(landmarks, source_aus, target_aus, pose_change, asked)}
         moves = None
         if flow is None:
-            flow, moves = self.motion(landmarks, source_aus, target_aus, pose_change)
+            flow, moves = self.motion(landmarks, source_aus, target_aus, pose_change, asked)
         warped = warp(crop, flow)
         size = self.config.texture_size
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")

@@ -8,6 +8,8 @@
 - ``basis``: no gradient steps: the motion step's per-AU displacement fields, fitted in closed form with each AU
   confined to its FACS region (``reenact.train.basis``), and per-degree fields of head pitch, yaw and roll; the
   default model's motion comes from this.
+- ``gain``: no gradient steps either: per AU, the factor on an asked-for change (an edit, not a transfer) that
+  makes reenact's AU reader see the change on training faces (``reenact.train.gain``; needs MediaPipe).
 
 Several processes (``torchrun --nproc-per-node N -m reenact.cli train ...``) train data-parallel with
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
@@ -34,7 +36,7 @@ from reenact.train.dataset import PreparedClip, load_dataset
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
 from reenact.train.pairs import MESH, PairBatch, PairSampler
 
-Phase = Literal["motion", "texture", "joint", "basis"]
+Phase = Literal["motion", "texture", "joint", "basis", "gain"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     write_split(out, train_people, val_people)
     if options.phase == "basis":
         return _fit_basis(model, clips_of(train_people), val_batch, out, device, options)
+    if options.phase == "gain":
+        return _fit_gain(model, clips_of(train_people), val_batch, out, device, options)
     trainable = {"motion": model.motion, "texture": model.texture, "joint": model}[options.phase]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -233,4 +237,19 @@ def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch
             **{k: round(v, 3) for k, v in validation.items()}}
     with open(out / "train.log", "a") as log:
         print(json.dumps(line), file=log)
+    return TrainReport(0, time.perf_counter() - started, validation, out / "model.safetensors")
+
+
+def _fit_gain(model: Generator, clips: list[PreparedClip], val_batch: PairBatch, out: Path, device: torch.device,
+              options: TrainOptions) -> TrainReport:
+    from reenact.train.gain import fit_edit_gain
+
+    started = time.perf_counter()
+    model.eval()
+    with open(out / "train.log", "a") as log:
+        fit_edit_gain(model, clips, seed=options.seed + 23, log=lambda line: print(json.dumps(line), file=log, flush=True))
+        validation = validate(model, val_batch, device)
+        print(json.dumps({"step": 0, "seconds": round(time.perf_counter() - started, 1),
+                          **{k: round(v, 3) for k, v in validation.items()}}), file=log)
+    save_generator(model, out / "model", {"phase": "gain"})
     return TrainReport(0, time.perf_counter() - started, validation, out / "model.safetensors")

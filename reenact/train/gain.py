@@ -1,0 +1,74 @@
+"""The edit gain: per AU, the factor on an asked-for change that makes reenact's AU reader see that change.
+
+The motion step's per-AU fields are least-squares fits of landmark moves on AU *readings*, and readings carry
+noise, so each field holds the motion that goes with a read change of one unit: less than the motion of an exact
+change (the regression slope is attenuated by the reading's noise). That is the right motion for a transfer,
+whose targets are readings of a driving face, but too little for an edit, whose target is exact: a +2 request
+read back as +0.5 to +1.3. Per AU, this raises the factor on an asked-for change in steps while the reader's
+response on training faces still rises by a useful amount and is short of the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from reenact.face.aus import AU_NAMES
+from reenact.model.networks import Generator
+from reenact.train.dataset import PreparedClip
+from reenact.train.pairs import PairSampler
+
+GAINS = (1.0, 1.25, 1.5, 1.75, 2.0)
+# AUs that uncover what the crop does not show: the eyeball above the iris (upper lid raiser), the teeth and the
+# mouth's interior (upper lip raiser, lips part, jaw drop). A warp can only stretch what is there, so a larger
+# field for these stretches the iris or the teeth tall (seen on the grids with every AU fitted): their gain stays 1.
+UNCOVERING_AUS = ("AU05", "AU10", "AU25", "AU26")
+FITTED_AUS = tuple(name for name in AU_NAMES if name not in UNCOVERING_AUS)
+
+
+def fit_edit_gain(model: Generator, clips: list[PreparedClip], faces: int = 48, seed: int = 23, step: float = 2.0,
+                  gains: tuple[float, ...] = GAINS, enough: float = 0.8, min_rise: float = 0.03,
+                  aus: tuple[str, ...] = FITTED_AUS, log: Callable[[dict], None] = print) -> list[float]:
+    """Set ``model``'s ``edit_gain`` and return it. For each AU in turn, alone, ``step`` is asked of
+    ``faces`` faces from ``clips``; the next gain is taken while the share of the request that the reader measures
+    is below ``enough`` and the gain raises it by at least ``min_rise`` (a field that cannot show more, such as a
+    blink the texture step does not draw, keeps a gain of 1). AUs not in ``aus`` keep the model's gain."""
+    import torch
+
+    from reenact.evaluate import generate_outputs, measure_aus
+    from reenact.face.tracker import FaceTracker
+
+    batch = PairSampler(clips, seed=seed).sample(faces, images=True)
+    chosen = list(model.config.edit_gain or [1.0] * len(AU_NAMES))
+    with FaceTracker(video_mode=False) as tracker, torch.no_grad():
+        before = measure_aus(tracker, batch.image_a)
+
+        def share(k: int, gain: float) -> float:
+            _use_gain(model, [gain if i == k else g for i, g in enumerate(chosen)])
+            target = batch.aus_a.copy()
+            target[:, k] = np.clip(target[:, k] + step, 0.0, 5.0)
+            asked = target[:, k] - batch.aus_a[:, k]
+            moved = measure_aus(tracker, generate_outputs(model, batch, target, asked=True))[:, k] - before[:, k]
+            ok = ~np.isnan(moved) & (asked > 0.5)
+            return float(np.mean(moved[ok] / asked[ok]))
+
+        for k in [AU_NAMES.index(name) for name in aus]:
+            name = AU_NAMES[k]
+            last = share(k, gains[0])
+            chosen[k] = gains[0]
+            for gain in gains[1:]:
+                if last >= enough:
+                    break
+                now = share(k, gain)
+                if now < last + min_rise:
+                    break
+                chosen[k], last = gain, now
+            log({"au": name, "gain": chosen[k], "share": round(last, 3)})
+    _use_gain(model, chosen)
+    return chosen
+
+
+def _use_gain(model: Generator, gain: list[float]) -> None:
+    model.config = model.motion.config = replace(model.config, edit_gain=gain)
