@@ -98,19 +98,21 @@ def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset"
 
 
 def _add_generator(parser: argparse.ArgumentParser,
-                   model_help: str = "generator name in models/ or path (default: models/default)") -> None:
+                   model_help: str = "generator name in models/ or path (default: models/default)",
+                   edits: bool = True) -> None:
     parser.add_argument("--model", help=model_help)
     parser.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
-    parser.add_argument("--no-edit-gain", action="store_true",
-                        help="edits move as far as a read AU change of that size (weaker, closer to the source's "
-                             "identity) instead of as far as the reader sees the asked change")
+    if edits:  # a transfer's targets are readings, which the edit gain never scales
+        parser.add_argument("--no-edit-gain", action="store_true",
+                            help="edits move as far as a read AU change of that size (weaker, closer to the source's "
+                                 "identity) instead of as far as the reader sees the asked change")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
 
 
 def _generator(args: argparse.Namespace):
     from reenact.api import GeneratorOptions
 
-    return GeneratorOptions(args.model, not args.no_smooth, args.device, not args.no_edit_gain)
+    return GeneratorOptions(args.model, not args.no_smooth, args.device, not getattr(args, "no_edit_gain", False))
 
 
 def _encode(args: argparse.Namespace):
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
                           help="also turn the source's head as the driving head turns from its usual pose (small turns)")
-    _add_generator(transfer)
+    _add_generator(transfer, edits=False)
     _add_tracking(transfer)
     _add_encoding(transfer)
 
