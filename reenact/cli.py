@@ -269,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pairs", type=int, default=256, help="self-reenactment pairs (default 256)")
     evaluate.add_argument("--faces", type=int, default=48, help="faces per single-AU edit (default 48)")
     evaluate.add_argument("--compare", metavar="DIR", help="also write a PNG grid of edits there")
+    evaluate.add_argument("--no-edit-gain", action="store_true", help="measure the edits as --no-edit-gain makes them")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here")
     return parser
 
@@ -378,7 +379,7 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.evaluate import evaluate
 
         report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
-                          compare=Path(args.compare) if args.compare else None)
+                          compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain)
         text = json.dumps(report, indent=1)
         if args.output:
             Path(args.output).write_text(text + "\n")

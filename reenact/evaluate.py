@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -218,9 +218,10 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
 
 def evaluate(
     dataset_dir: Path, model_name: str | Path | None = None, split: Path | None = None, pairs: int = 256,
-    faces: int = 48, flicker_clips: int = 2, compare: Path | None = None,
+    faces: int = 48, flicker_clips: int = 2, compare: Path | None = None, edit_gain: bool = True,
 ) -> dict:
-    """All metrics on the validation identities of ``split`` (a run's split.json; else every clip)."""
+    """All metrics on the validation identities of ``split`` (a run's split.json; else every clip). ``edit_gain``
+    False: the edits as ``--no-edit-gain`` makes them (the model's edit gain unused)."""
     from reenact.api import GeneratorOptions, edit_expression
     from reenact.editing import ExpressionTarget
     from reenact.model.io import load_generator
@@ -232,6 +233,8 @@ def evaluate(
     dataset = load_dataset(dataset_dir, ids)
     clips = list(dataset.clips)
     model = load_generator(model_name)
+    if not edit_gain:
+        model.config = model.motion.config = replace(model.config, edit_gain=None)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     drawn = draw_pairs(clips, pairs)
     report["self_reenactment"] = vars(score_pairs(model, drawn))
@@ -249,7 +252,8 @@ def evaluate(
     for clip in sorted([c for c in clips if len(c.frame) >= 100], key=lambda c: len(c.frame))[:flicker_clips]:
         edited = Path(dataset_dir) / f".eval-{Path(clip.id).name}.mp4"
         try:
-            edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8), GeneratorOptions(model_name))
+            edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8),
+                            GeneratorOptions(model_name, edit_gain=edit_gain))
             report["flicker"][clip.id] = flicker(Path(clip.source), edited, face_box(clip.source))
         finally:
             edited.unlink(missing_ok=True)
