@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -112,7 +112,7 @@ def score_pairs(model: Generator, batch: PairBatch, follow_pose: bool = True) ->
 
 
 def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
-              chunk: int = 64, asked: bool = False) -> np.ndarray:
+                     chunk: int = 64, asked: bool = False) -> np.ndarray:
     """Outputs for A of each pair; ``asked``: the targets are edits (as ``reenact edit``), not B's readings."""
     outs = []
     for i in range(0, len(batch.image_a), chunk):
@@ -234,7 +234,7 @@ def evaluate(
     clips = list(dataset.clips)
     model = load_generator(model_name)
     if not edit_gain:
-        model.config = model.motion.config = replace(model.config, edit_gain=None)
+        model.reconfigure(edit_gain=None)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     drawn = draw_pairs(clips, pairs)
     report["self_reenactment"] = vars(score_pairs(model, drawn))

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +141,7 @@ def test_the_default_model_closes_eyes_as_the_reader_sees_them(tiny_dataset: Pat
     assert model.config.close_gaps
     closing = au_fidelity(model, clips, faces=12)
     plain = load_generator(None)
-    plain.config = plain.motion.config = replace(plain.config, close_gaps=False)
+    plain.reconfigure(close_gaps=False)
     smooth = au_fidelity(plain, clips, faces=12)
     assert closing["AU45"]["share_of_request"] > smooth["AU45"]["share_of_request"] + 0.1
     for name, row in closing.items():
@@ -158,7 +157,7 @@ def test_the_edit_gain_makes_the_reader_see_more_of_an_asked_change(tiny_dataset
 
     clips = list(load_dataset(tiny_dataset).clips)
     model = load_generator(None)
-    model.config = model.motion.config = replace(model.config, edit_gain=None)
+    model.reconfigure(edit_gain=None)
     before = au_fidelity(model, clips, faces=12)["AU04"]["share_of_request"]
     lines: list[dict] = []
     gain = fit_edit_gain(model, clips, faces=12, seed=3, aus=("AU04",), log=lines.append)

@@ -366,6 +366,10 @@ class Generator(nn.Module):
         self.motion = MotionNet(config)
         self.texture = TextureNet(config)
 
+    def reconfigure(self, **changes) -> None:
+        """Change fields of the config in place (e.g. ``edit_gain``); the motion step holds the same config."""
+        self.config = self.motion.config = replace(self.config, **changes)
+
     def with_head_pose(self, flow_fit_iters: int = 5) -> Generator:
         """This generator with head-pose motion (zero until fitted) and a flow that passes through the landmarks'
         moves: what ``reenact train --phase basis`` fits. The model itself is unchanged (a copy)."""

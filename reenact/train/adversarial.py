@@ -291,9 +291,8 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
 
 def _new_texture(model: Generator, config: GeneratorConfig) -> None:
     """Give ``model`` a fresh texture step of ``config``'s size (the config travels with the weights)."""
-    device = model.motion.basis.device
-    model.config = model.motion.config = config
-    model.texture = TextureNet(config).to(device)
+    model.reconfigure(**asdict(config))
+    model.texture = TextureNet(config).to(model.motion.basis.device)
 
 
 def apply_snapshot(model: Generator, snapshot: dict, step: int | None = None) -> Generator:

@@ -11,7 +11,6 @@ response on training faces still rises by a useful amount and is short of the re
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import numpy as np
 
@@ -46,7 +45,7 @@ def fit_edit_gain(model: Generator, clips: list[PreparedClip], faces: int = 48, 
         before = measure_aus(tracker, batch.image_a)
 
         def share(k: int, gain: float) -> float:
-            _use_gain(model, [gain if i == k else g for i, g in enumerate(chosen)])
+            model.reconfigure(edit_gain=[gain if i == k else g for i, g in enumerate(chosen)])
             target = batch.aus_a.copy()
             target[:, k] = np.clip(target[:, k] + step, 0.0, 5.0)
             asked = target[:, k] - batch.aus_a[:, k]
@@ -66,9 +65,5 @@ def fit_edit_gain(model: Generator, clips: list[PreparedClip], faces: int = 48, 
                     break
                 chosen[k], last = gain, now
             log({"au": name, "gain": chosen[k], "share": round(last, 3)})
-    _use_gain(model, chosen)
+    model.reconfigure(edit_gain=chosen)
     return chosen
-
-
-def _use_gain(model: Generator, gain: list[float]) -> None:
-    model.config = model.motion.config = replace(model.config, edit_gain=gain)
