@@ -123,10 +123,14 @@ class GeneratorEditor:
         # beta 100 with the speed at 5 Hz gives 1.07, and the same flicker on steady edits (0.98 of the source's).
         self._aus = OneEuroFilter(min_cutoff=1.0, beta=0.3)
         self._flow = OneEuroFilter(min_cutoff=2.0, beta=100.0, d_cutoff=5.0)
+        # The landmarks' moves, filtered alike, say where the smoothed flow opened the mouth or closed an eye: where
+        # the generator paints.
+        self._moves = OneEuroFilter(min_cutoff=2.0, beta=100.0, d_cutoff=5.0)
 
     def reset(self) -> None:
         self._aus.reset()
         self._flow.reset()
+        self._moves.reset()
 
     @torch.inference_mode()
     def __call__(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
@@ -147,24 +151,30 @@ class GeneratorEditor:
             flow, moves = self.model.motion(landmarks, src, tgt, pose, self.asked)
         else:  # what the motion net gives for no change (exactly), without running it
             flow_size = self.model.config.flow_size
-            flow, moves = torch.zeros(1, 2, flow_size, flow_size, device=self.device), None
+            flow = torch.zeros(1, 2, flow_size, flow_size, device=self.device)
+            moves = torch.zeros_like(landmarks)
         if self.smooth:
             smoothed = self._flow(flow.cpu().numpy(), t)
             flow = torch.from_numpy(smoothed.astype(np.float32)).to(self.device)
+            moves = torch.from_numpy(self._moves(moves.cpu().numpy(), t).astype(np.float32)).to(self.device)
         if not change and float(flow.abs().max()) * size / 2 < _STILL_FLOW:
             return crop  # unchanged: the pipeline skips pasting it back
         image = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].contiguous().float().div_(255)
+        painted = None
         if change:
-            output = self.model(image, landmarks, src, tgt, flow=flow)["output"]
+            result = self.model(image, landmarks, src, tgt, flow=flow, moves=moves)
+            output, painted = result["output"], result["painted"]
         else:  # the texture step adds nothing without an AU change (its mask is scaled by the change)
             output = warp(image, flow)
+            if self.model.paints:  # a mouth still closing after an edit keeps its interior (and an eye its lid)
+                output, painted = self.model.paint(output, image, landmarks, moves)
         # Both outputs lie in [0, 1] (the generator's is clamped; a bilinear warp of [0, 1] stays there, but for
         # rounding, which the truncation below absorbs), so no clamp is needed before rounding to 8 bits.
         edited = output[0].mul_(255).add_(0.5).permute(1, 2, 0).byte().cpu().numpy()
-        if moves is None:
-            return edited
-        # The paste-back mask covers where the landmarks were and where they went, so a dropped jaw is not cut off.
-        return edited, denormalise((landmarks - moves)[0].cpu().numpy(), size)
+        # The paste-back mask covers where the landmarks were and where they went, so a dropped jaw is not cut off;
+        # where the crop is painted, the frame's own detail goes too (paste_back's ``replaced``).
+        replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
+        return edited, denormalise((landmarks - moves)[0].cpu().numpy(), size), replaced
 
 
 def _fill_gaps(t: np.ndarray, rows: list[np.ndarray | None]) -> np.ndarray:

@@ -147,9 +147,12 @@ def stream(
 
 
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
-# size, or (edited crop, where the landmarks moved to in the crop) so that the paste-back mask covers both. Giving
-# back the very crop it was handed (the same array) says it changed nothing, and the frame is left as it is.
-CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], "np.ndarray | tuple[np.ndarray, np.ndarray]"]
+# size, or (edited crop, where the landmarks moved to in the crop, where the crop is new content or None) so that
+# the paste-back mask covers both and the frame's own detail is dropped under new content. Giving back the very crop
+# it was handed (the same array) says it changed nothing, and the frame is left as it is.
+CropEditor = Callable[
+    [np.ndarray, FaceObservation, Alignment, float], "np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray | None]"
+]
 
 
 @dataclasses.dataclass
@@ -212,10 +215,12 @@ class EditPasteStage:
             return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
         size = state.alignment.crop_size
         mask = face_mask(state.alignment.to_crop(state.face.xy), size)
+        replaced = None
         if isinstance(edited, tuple):
-            edited, moved = edited
+            edited, moved, replaced = edited
             mask = np.maximum(mask, face_mask(moved, size))
-        image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match)
+        image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match,
+                           replaced=replaced)
         state.frame = dataclasses.replace(state.frame, image=image)
         return state
 

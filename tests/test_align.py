@@ -410,3 +410,28 @@ def test_color_match_removes_global_cast(astronaut: np.ndarray, astro_lm: np.nda
     # Measured 25.7 dB with the cast, 61.6 dB after matching (only requantisation is left).
     assert p_plain < 30.0 and p_fixed > 50.0, (p_plain, p_fixed)
     np.testing.assert_array_equal(fixed[~inside], astronaut[~inside])
+
+
+def test_new_content_replaces_the_frames_own_detail(astronaut: np.ndarray, astro_lm: np.ndarray) -> None:
+    """A flat patch painted over an eye (a closed lid): pasted as a difference, the frame's fine detail that the
+    crop does not hold (the iris's edge, the catchlight) shows through it; marked as replaced, it does not. Outside
+    the patch, marking changes nothing."""
+    a, crop, mask = _setup(astronaut, astro_lm, 256)
+    eye = a.to_crop(astro_lm[[33, 133, 159, 145]])  # the right eye's corners and lids
+    (x0, y0), (x1, y1) = np.floor(eye.min(axis=0)).astype(int) - 3, np.ceil(eye.max(axis=0)).astype(int) + 3
+    edited = crop.copy()
+    edited[y0:y1, x0:x1] = crop[y1 + 6, (x0 + x1) // 2]  # skin from below the eye
+    replaced = np.zeros(mask.shape, np.float32)
+    replaced[y0:y1, x0:x1] = 1.0
+    plain = paste_back(astronaut, edited, crop, a, mask)
+    marked = paste_back(astronaut, edited, crop, a, mask, replaced=replaced)
+    patch = np.zeros(mask.shape, np.float32)
+    patch[y0 + 2:y1 - 2, x0 + 2:x1 - 2] = 1.0  # well inside, clear of the interpolation at the patch's edge
+    to_frame = lambda crop_mask: cv2.warpAffine(  # noqa: E731
+        crop_mask, a.matrix, astronaut.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    inside = to_frame(patch) > 0.99
+    assert inside.sum() > 100
+    spread = lambda image: float(image[inside].astype(np.float64).std(axis=0).mean())  # noqa: E731
+    assert spread(plain) > 2.5 * spread(marked) and spread(marked) < 2.0
+    outside = cv2.erode((to_frame(replaced) == 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    np.testing.assert_array_equal(plain[outside], marked[outside])

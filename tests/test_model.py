@@ -181,6 +181,90 @@ def test_lids_can_close() -> None:
     assert torch.allclose(half.float(), flow, atol=0.005)
 
 
+def _still_texture(config: GeneratorConfig) -> Generator:
+    """A generator whose texture step adds nothing (residual 0), so its output is the warp (and the paint)."""
+    model = Generator(config).eval()
+    with torch.no_grad():
+        model.texture.dec1[-1].weight.zero_()
+        model.texture.dec1[-1].bias.zero_()
+    return model
+
+
+def _drop_jaw(model: Generator, landmarks: torch.Tensor, drop: float) -> None:
+    """AU26 (+1) moves the mouth's lower edge and the skin below it down by ``drop`` (normalised units)."""
+    lower = list(GAP_CONTOURS[-1][2]) + list(GAP_CONTOURS[-1][3])
+    with torch.no_grad():
+        model.motion.basis[AU_NAMES.index("AU26"), lower, 1] = -drop * 5  # content from above: the lip moves down
+
+
+def test_an_opened_mouth_keeps_its_teeth_at_their_size_and_gets_an_interior() -> None:
+    """A mouth showing its teeth (bright upper half, darker lower half) opened by a jaw drop: without the interior
+    the teeth are stretched tall and nothing dark appears; with it, the teeth keep their height under the upper lip
+    and a dark cavity fills the new middle. No motion paints nothing."""
+    landmarks = gap_face()
+    upper, lower = list(GAP_CONTOURS[-1][1]), list(GAP_CONTOURS[-1][2])
+    landmarks[lower + list(GAP_CONTOURS[-1][3]), 1] += 0.04  # a mouth open some 11 px at 256 px
+    size = 256
+    axis = (torch.arange(size) + 0.5) / size * 2 - 1
+
+    def edge(index: list[int]) -> torch.Tensor:
+        return torch.from_numpy(np.interp(axis.numpy(), landmarks[index, 0].numpy(), landmarks[index, 1].numpy()))
+    y, x = axis[:, None], axis[None, :]
+    middle = (edge(upper) + edge(lower)) / 2
+    in_mouth = (y > edge(upper)) & (y < edge(lower)) & (x.abs() < 0.2)
+    image = torch.full((1, 3, size, size), 0.7)
+    image[:, :, in_mouth & (y < middle)] = 1.0  # upper teeth
+    image[:, :, in_mouth & (y >= middle)] = 0.5  # lower teeth
+    aus = torch.zeros(1, 17)
+    opened = aus + torch.eye(17)[AU_NAMES.index("AU26"):][:1]
+    column = size // 2
+
+    def run(interior: bool, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        model = _still_texture(replace(SMALL, flow_size=128, flow_fit_iters=5, close_gaps=True,
+                                       mouth_interior=interior))
+        _drop_jaw(model, landmarks, 0.12)
+        with torch.no_grad():
+            return model(image, landmarks[None], aus, target)
+
+    teeth_rows = int((image[0, 0, :, column] > 0.9).sum())
+    stretched, painted = run(False, opened), run(True, opened)
+    assert int((stretched["output"][0, 0, :, column] > 0.9).sum()) > 1.6 * teeth_rows
+    assert int((painted["output"][0, 0, :, column] > 0.9).sum()) <= teeth_rows + 1
+    cavity = painted["output"][0, :, :, column].mean(0) < 0.35
+    assert int(cavity.sum()) >= 4 and not bool((stretched["output"][0, :, :, column].mean(0) < 0.35).any())
+    assert float(painted["painted"][0, 0, :, column].max()) == 1.0 and stretched["painted"] is None
+    still = run(True, aus)
+    assert torch.equal(still["output"], run(False, aus)["output"]) and not bool(still["painted"].any())
+
+
+def test_a_closed_eye_gets_a_lid_and_a_lash_line() -> None:
+    """An eye whose upper lid meets the lower: the squeezed eye is painted over with the skin below the eye, with a
+    dark lash line where the lids meet; an eye closed only part of the way is left to the warp."""
+    landmarks = gap_face()
+    upper, lower = list(GAP_CONTOURS[0][1]), list(GAP_CONTOURS[0][2])
+    size = 128
+    image = torch.full((1, 3, size, size), 0.8)
+    image[:, :, : size // 2] = 0.3  # above the eyes' middle row: darker (a brow), which the lid must not take
+    aus = torch.zeros(1, 17)
+    blink = aus + torch.eye(17)[AU_NAMES.index("AU45"):][:1]
+
+    def run(share: float) -> dict[str, torch.Tensor]:
+        model = _still_texture(replace(SMALL, flow_size=128, flow_fit_iters=5, close_gaps=True, closed_lids=True))
+        with torch.no_grad():
+            lid_move = (landmarks[upper, 1] - landmarks[lower, 1]) * 5  # AU45 +1 puts the upper lid on the lower
+            model.motion.basis[AU_NAMES.index("AU45"), upper, 1] = lid_move * share
+            return model(image, landmarks[None], aus, blink)
+
+    shut = run(1.0)
+    column = int((landmarks[upper[4], 0] + 1) / 2 * size)  # the eye's middle
+    meet = int((landmarks[lower[4], 1] + 1) / 2 * size)
+    out = shut["output"][0, 0, :, column]
+    assert float(out[meet - 1: meet + 2].min()) < 0.4  # the lash line
+    assert float(out[meet - 4: meet - 1].min()) > 0.6  # the lid, in the skin's colour from below the eye
+    assert float(shut["painted"].max()) == 1.0
+    assert not bool(run(0.3)["painted"].any())
+
+
 def test_the_edit_gain_scales_asked_changes_only() -> None:
     """An edit's change goes through the motion ``edit_gain`` times (within the AUs' 0-5 range); a transfer's (a
     reading) and no change do not."""
@@ -250,7 +334,7 @@ def test_a_transfer_can_follow_the_driving_head() -> None:
         follow = GeneratorEditor(model, target, smooth=False, head_turn=track.turn)
         assert keep(crop, face, alignment, 0.75) is crop  # the AUs do not change
         assert follow(crop, face, alignment, 0.0) is crop  # nor does the head, at its usual pose
-        edited, _ = follow(crop, face, alignment, 0.75)
+        edited, _, _ = follow(crop, face, alignment, 0.75)
     finally:
         torch.set_num_threads(threads)
     assert np.abs(edited.astype(int) - crop).mean() > 1
@@ -302,7 +386,7 @@ def test_the_editor_runs_no_network_where_nothing_changes() -> None:
     after = results[13:]
     settled = next(i for i, r in enumerate(after) if r is crop)
     assert 0 < settled < 50 and all(r is crop for r in after[settled:])
-    assert all(isinstance(r, np.ndarray) and r is not crop for r in after[:settled])  # warped only
+    assert all(isinstance(r, tuple) and r[0] is not crop for r in after[:settled])  # warped only, moves settling
 
 
 def test_normalised_coordinates_match_pixel_centres() -> None:

@@ -160,7 +160,7 @@ def test_the_edit_gain_makes_the_reader_see_more_of_an_asked_change(tiny_dataset
     model.reconfigure(edit_gain=None)
     before = au_fidelity(model, clips, faces=12)["AU04"]["share_of_request"]
     lines: list[dict] = []
-    gain = fit_edit_gain(model, clips, faces=12, seed=3, aus=("AU04",), log=lines.append)
+    gain = fit_edit_gain(model, clips, faces=12, seed=3, groups=(("AU04",),), log=lines.append)
     assert lines[0]["au"] == "AU04" and gain[AU_NAMES.index("AU04")] == lines[0]["gain"] > 1.0
     assert [g for i, g in enumerate(gain) if AU_NAMES[i] != "AU04"] == [1.0] * (len(AU_NAMES) - 1)
     after = au_fidelity(model, clips, faces=12)["AU04"]["share_of_request"]

@@ -438,6 +438,7 @@ def paste_back(
     alignment: Alignment,
     mask: np.ndarray,
     color_match: bool = True,
+    replaced: np.ndarray | None = None,
 ) -> np.ndarray:
     """Put an edited crop back into the frame at the frame's own resolution.
 
@@ -455,6 +456,9 @@ def paste_back(
         color_match: first map edited's global per-channel gain and offset (robustly fitted inside the
             mask, ignoring the pixels the edit changed) onto original's, so a generator's colour drift
             does not show as a seam. The identity when edited == original.
+        replaced: (S, S) float in [0, 1], where the edited crop is new content rather than the original's moved
+            (a painted mouth interior or lid). There the frame's own fine detail, which the difference would keep
+            (a catchlight or the eye's outline showing through a painted lid), is dropped as well.
 
     Returns:
         A new uint8 frame.
@@ -521,6 +525,17 @@ def paste_back(
         flags=cv2.INTER_LINEAR | inv_map,
         borderMode=cv2.BORDER_CONSTANT,
     )
+    if replaced is not None and np.any(replaced[cy0:cy1, cx0:cx1] > 0):
+        # The frame's detail that the crop does not hold: frame - (original crop mapped back), removed there.
+        sub_original = np.asarray(original[cy0:cy1, cx0:cx1], dtype=np.float32)
+        if sigma > 0.0:
+            sub_original = cv2.GaussianBlur(sub_original, (0, 0), sigma)
+        original_f = cv2.warpAffine(sub_original, fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map,
+                                    borderMode=cv2.BORDER_REPLICATE)
+        replaced_f = cv2.warpAffine(np.ascontiguousarray(replaced[cy0:cy1, cx0:cx1], dtype=np.float32), fwd, roi_size,
+                                    flags=cv2.INTER_LINEAR | inv_map, borderMode=cv2.BORDER_CONSTANT)
+        detail = cv2.subtract(img[y0:y1, x0:x1], original_f, dtype=cv2.CV_32F)
+        diff_f -= detail * replaced_f[..., None]
     diff_f *= mask_f[..., None]
     # frame + mask * diff, rounded half to even and saturated to 0..255 (np.clip(np.rint(...)) in one pass).
     out[y0:y1, x0:x1] = cv2.add(img[y0:y1, x0:x1], diff_f, dtype=cv2.CV_8U)

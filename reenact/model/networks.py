@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reenact.model.paint import paint_closed_lids, paint_mouth_interior, skin_colour
+
 AU_SCALE = 5.0  # AU intensities (0-5) enter the networks divided by this
 POSE_SCALE = 20.0  # head-pose changes (degrees) enter the motion divided by this
 MAX_POSE_CHANGE = 30.0  # degrees; a linear field means nothing for larger turns, so changes are clipped here
@@ -55,6 +57,11 @@ class GeneratorConfig:
     # motion that goes with a *read* change of one unit, which is less than what goes with an exact one; fitted so
     # that reenact's reader sees the asked-for change on training people (``reenact train --phase gain``).
     edit_gain: list[float] | None = None
+    # What a warp cannot show (``reenact.model.paint``): a mouth opened wider than the source's keeps what it showed
+    # at its size (no stretched teeth) and gets an interior where the source showed none; a closed eye gets a lid
+    # and a lash line instead of the squeezed eye.
+    mouth_interior: bool = False
+    closed_lids: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -132,7 +139,7 @@ class MotionNet(nn.Module):
         values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
         flow = splat(points, values, self.config.flow_size, sigma)
         if self.config.close_gaps:
-            flow = close_gaps(flow, points, moves)
+            flow = close_gaps(flow, points, moves, rigid_mouth=self.config.mouth_interior)
         return flow, moves
 
 
@@ -227,7 +234,32 @@ def _skin_band(y: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, s0: torch.Te
     return (2 * u3 - 3 * u2 + 1) * s0 + (u3 - 2 * u2 + u) * slope + (3 * u2 - 2 * u3) * s1 + (u3 - u2) * slope
 
 
-def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+def gap_columns(axis: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, gaps: slice = slice(None),
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each gap's four knots (skin above, upper edge, lower edge, skin below) read at the columns ``axis`` (W,):
+    where they land and where their content comes from, each (B, gaps, 4, W); and the gap's left and right ends
+    (B, gaps, 1). Edges asked to pass each other land where they meet, halfway."""
+    index = _CONTOURS[gaps].to(points.device)
+    b, g, n = points.shape[0], index.shape[0], index.shape[-1]
+    at = points[:, index]  # (B, gaps, 4, n, 2): where each contour point lands
+    heights = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
+    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(heights, 3).reshape(-1, 2, n))
+    knots, sources = read.reshape(b, g, 4, 2, -1).unbind(3)
+    top_y, up_y, low_y, bottom_y = knots.unbind(2)
+    crossed = up_y > low_y  # the motion asks the edges to pass each other: they meet halfway
+    meet = (up_y + low_y) / 2
+    up_y, low_y = torch.where(crossed, meet, up_y), torch.where(crossed, meet, low_y)
+    top_y, bottom_y = torch.minimum(top_y, up_y - 1e-4), torch.maximum(bottom_y, low_y + 1e-4)
+    gap_x = at[:, :, 1, :, 0]
+    ends = gap_x.amin(dim=2, keepdim=True), gap_x.amax(dim=2, keepdim=True)
+    return torch.stack([top_y, up_y, low_y, bottom_y], 2), sources, torch.cat(ends, 2)
+
+
+MOUTH = len(GAP_CONTOURS) - 1  # the mouth is the last gap
+
+
+def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, rigid_mouth: bool = False,
+               ) -> torch.Tensor:
     """The flow with each eye's and the mouth's vertical motion remapped so that lids and lips can meet.
 
     A smooth field cannot close a gap: where an upper lid lands on the lower one, two landmarks at one place ask for
@@ -238,20 +270,15 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) ->
     other meet halfway. At the outer knots the field is kept, so the remapped band joins it without a seam; it
     fades out towards the corners, where the edges meet anyway. Only samples with some motion change, so no motion
     stays exactly no flow. All gaps are done at once, each over the grid rows its band spans only.
+
+    ``rigid_mouth``: a mouth that opens wider than the source's does not stretch what it shows (teeth came out
+    tall): the upper half of its content moves with the upper lip, the lower half with the lower lip, and the
+    middle, which the source never showed, is left to ``paint_mouth_interior``.
     """
     b, _, h, w = flow.shape
     axis = normalise(torch.arange(w, device=flow.device, dtype=flow.dtype), w)
-    index = _CONTOURS.to(points.device)
-    g, n = index.shape[0], index.shape[-1]
-    at = points[:, index]  # (B, gaps, 4, n, 2): where each contour point lands
-    heights = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
-    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(heights, 3).reshape(-1, 2, n))
-    knots, sources = read.reshape(b, g, 4, 2, w).unbind(3)  # (B, gaps, 4, W) each
+    knots, sources, ends = gap_columns(axis, points, moves)
     top_y, up_y, low_y, bottom_y = knots.unbind(2)
-    crossed = up_y > low_y  # the motion asks the edges to pass each other: they meet halfway
-    meet = (up_y + low_y) / 2
-    up_y, low_y = torch.where(crossed, meet, up_y), torch.where(crossed, meet, low_y)
-    top_y, bottom_y = torch.minimum(top_y, up_y - 1e-4), torch.maximum(bottom_y, low_y + 1e-4)
     fy = flow[:, 1]
 
     def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at (each column, y): (B, gaps, W)
@@ -270,11 +297,15 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor) ->
     window = fy[:, rows]  # (B, gaps, L, W)
     above = _skin_band(y, tk, uk, ts, us)
     inside = us + (y - uk) * (ls - us) / (lk - uk).clamp(min=1e-4)
+    if rigid_mouth:
+        half = (ls - us).clamp(min=0) / 2
+        held = torch.where(y - uk < half, us + (y - uk), torch.where(lk - y < half, ls - (lk - y), us + half))
+        opening = (lk - uk > ls - us) & (torch.arange(len(GAP_CONTOURS), device=flow.device) == MOUTH)[:, None, None]
+        inside = torch.where(opening, held, inside)
     below = _skin_band(y, lk, bk, ls, bs)
     remapped = torch.where(y < uk, above, torch.where(y <= lk, inside, below)) - y
     # Across the gap's width: full in the middle, fading to nothing over the outer sixth on each side.
-    gap_x = at[:, :, 1, :, 0]
-    left, right = gap_x.amin(dim=2, keepdim=True), gap_x.amax(dim=2, keepdim=True)
+    left, right = ends[..., :1], ends[..., 1:]
     t = (axis - left) / (right - left).clamp(min=1e-6)
     fade = (torch.minimum(t, 1 - t) * 6).clamp(0, 1)
     fade = (fade * fade * (3 - 2 * fade))[:, :, None]  # (B, gaps, 1, W)
@@ -378,18 +409,49 @@ class Generator(nn.Module):
         model.load_state_dict(self.state_dict(), strict=False)  # every weight but the new pose basis
         return model
 
+    @property
+    def paints(self) -> bool:
+        return self.config.mouth_interior or self.config.closed_lids
+
+    def paint(self, image: torch.Tensor, crop: torch.Tensor, landmarks: torch.Tensor, moves: torch.Tensor,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image``, the warped (and textured) ``crop``, with what the warp cannot show painted where the moves
+        open the mouth or close an eye (``reenact.model.paint``; as the config asks); and how much of each pixel is
+        paint (B, 1, H, W)."""
+        w = image.shape[-1]
+        axis = normalise(torch.arange(w, device=image.device, dtype=moves.dtype), w)
+        knots, sources, ends = gap_columns(axis, landmarks - moves, moves)  # (B, gaps, 4, W), ..., (B, gaps, 2)
+        painted = image.new_zeros(image.shape[0], 1, *image.shape[2:])
+        if self.config.closed_lids:
+            eyes = slice(0, MOUTH)
+            source_gap = sources[:, eyes, 2] - sources[:, eyes, 1]
+            gap = knots[:, eyes, 2] - knots[:, eyes, 1]
+            pixel = 2.0 / w  # an eye the source shows shut (a gap under a pixel) has nothing to close
+            closed = torch.where(source_gap > pixel, 1 - gap / source_gap.clamp(min=pixel), torch.zeros_like(gap))
+            rings = knots[:, eyes, 0], knots[:, eyes, 2], knots[:, eyes, 3]  # above, the lids' meeting line, below
+            image, lids = paint_closed_lids(image, *rings, closed.clamp(0, 1), ends[:, eyes])
+            painted = painted + lids  # the eyes and the mouth never share a pixel
+        if self.config.mouth_interior:
+            held = (sources[:, MOUTH, 2] - sources[:, MOUTH, 1]).clamp(min=0) / 2
+            skin = skin_colour(crop.float(), landmarks)
+            image, mouth = paint_mouth_interior(image, skin, knots[:, MOUTH, 1], knots[:, MOUTH, 2], held,
+                                                ends[:, MOUTH])
+            painted = painted + mouth
+        return image, painted
+
     def forward(
         self, crop: torch.Tensor | None, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
         flow: torch.Tensor | None = None, pose_change: torch.Tensor | None = None, asked: bool = False,
+        moves: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """``landmarks``: (B, 478, 2) in normalised crop coordinates. ``flow``: a precomputed (e.g. time-smoothed)
-        flow to use instead of the motion net's own. ``pose_change``: (B, 3) degrees of head pitch, yaw and roll to
-        follow (models with ``n_pose``). ``asked``: the target AUs are an edit, not a face's reading (the motion
-        scales the change by ``edit_gain``; the texture step sees the target as given). ``crop=None`` predicts the
-        landmarks' moves only."""
+        flow to use instead of the motion net's own, with ``moves``, the landmarks' moves that made it (smoothed
+        alike; without them a precomputed flow gets nothing painted). ``pose_change``: (B, 3) degrees of head
+        pitch, yaw and roll to follow (models with ``n_pose``). ``asked``: the target AUs are an edit, not a face's
+        reading (the motion scales the change by ``edit_gain``; the texture step sees the target as given).
+        ``crop=None`` predicts the landmarks' moves only."""
         if crop is None:
             return {"moves": self.motion.displacements(landmarks, source_aus, target_aus, pose_change, asked)}
-        moves = None
         if flow is None:
             flow, moves = self.motion(landmarks, source_aus, target_aus, pose_change, asked)
         warped = warp(crop, flow)
@@ -402,4 +464,8 @@ class Generator(nn.Module):
             both = F.interpolate(both, size=crop.shape[-2:], mode="bilinear", align_corners=False)
             residual, mask = both[:, :3], both[:, 3:]
         out = torch.addcmul(warped, mask, residual).clamp(0, 1)
-        return {"output": out, "warped": warped, "flow": flow, "moves": moves, "mask": mask, "residual": residual}
+        painted = None
+        if self.paints and moves is not None:
+            out, painted = self.paint(out, crop, landmarks, moves)
+        return {"output": out, "warped": warped, "flow": flow, "moves": moves, "mask": mask, "residual": residual,
+                "painted": painted}
