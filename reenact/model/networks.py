@@ -57,9 +57,9 @@ class GeneratorConfig:
     # motion that goes with a *read* change of one unit, which is less than what goes with an exact one; fitted so
     # that reenact's reader sees the asked-for change on training people (``reenact train --phase gain``).
     edit_gain: list[float] | None = None
-    # What a warp cannot show (``reenact.model.paint``): a mouth opened wider than the source's keeps what it showed
-    # at its size (no stretched teeth) and gets an interior where the source showed none; a closed eye gets a lid
-    # and a lash line instead of the squeezed eye.
+    # What a warp cannot show (``reenact.model.paint``; with ``close_gaps`` only): a mouth opened wider than the
+    # source's keeps what it showed at its size (no stretched teeth) and gets an interior where the source showed
+    # none; a closed eye gets a lid and a lash line instead of the squeezed eye.
     mouth_interior: bool = False
     closed_lids: bool = False
 
@@ -411,7 +411,8 @@ class Generator(nn.Module):
 
     @property
     def paints(self) -> bool:
-        return self.config.mouth_interior or self.config.closed_lids
+        """Whether ``paint`` does anything: it paints into the gaps as ``close_gaps`` remaps them, so it needs it."""
+        return self.config.close_gaps and (self.config.mouth_interior or self.config.closed_lids)
 
     def paint(self, image: torch.Tensor, crop: torch.Tensor, landmarks: torch.Tensor, moves: torch.Tensor,
               ) -> tuple[torch.Tensor, torch.Tensor]:
