@@ -83,6 +83,8 @@ class ExpressionTarget:
 
 TargetFn = Callable[[np.ndarray, float], np.ndarray]
 
+# The flow's One Euro filter (see GeneratorEditor.__init__ for why these).
+_FLOW_FILTER = {"min_cutoff": 2.0, "beta": 100.0, "d_cutoff": 5.0}
 # A flow this small (largest move, in crop pixels) changes no 8-bit pixel by more than a quarter level: no warp.
 _STILL_FLOW = 1e-3
 
@@ -122,10 +124,10 @@ class GeneratorEditor:
         # smoothed at 1 Hz, a driving blink reached 0.43 of its AU45 on a still source against 1.14 unsmoothed;
         # beta 100 with the speed at 5 Hz gives 1.07, and the same flicker on steady edits (0.98 of the source's).
         self._aus = OneEuroFilter(min_cutoff=1.0, beta=0.3)
-        self._flow = OneEuroFilter(min_cutoff=2.0, beta=100.0, d_cutoff=5.0)
+        self._flow = OneEuroFilter(**_FLOW_FILTER)
         # The landmarks' moves, filtered alike, say where the smoothed flow opened the mouth or closed an eye: where
         # the generator paints.
-        self._moves = OneEuroFilter(min_cutoff=2.0, beta=100.0, d_cutoff=5.0)
+        self._moves = OneEuroFilter(**_FLOW_FILTER)
 
     def reset(self) -> None:
         self._aus.reset()

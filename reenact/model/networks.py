@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reenact.model.paint import paint_closed_lids, paint_mouth_interior, skin_colour
+from reenact.model.coords import denormalise, normalise
+from reenact.model.paint import paint_closed_lids, paint_mouth_interior
 
 AU_SCALE = 5.0  # AU intensities (0-5) enter the networks divided by this
 POSE_SCALE = 20.0  # head-pose changes (degrees) enter the motion divided by this
@@ -352,16 +353,6 @@ class TextureNet(nn.Module):
         return torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])
 
 
-def normalise(points, size: int):
-    """Crop pixels (OpenCV: pixel centres at integers) -> grid_sample's [-1, 1] coordinates (numpy or torch)."""
-    return (points + 0.5) / size * 2 - 1
-
-
-def denormalise(points, size: int):
-    """grid_sample's [-1, 1] coordinates -> crop pixels."""
-    return (points + 1) / 2 * size - 0.5
-
-
 def sample_at(field: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Values of a (B, C, h, w) field at (B, N, 2) normalised points: (B, N, C)."""
     return F.grid_sample(field, points[:, :, None, :], mode="bilinear", align_corners=False).squeeze(-1).transpose(1, 2)
@@ -434,8 +425,7 @@ class Generator(nn.Module):
             painted = painted + lids  # the eyes and the mouth never share a pixel
         if self.config.mouth_interior:
             held = (sources[:, MOUTH, 2] - sources[:, MOUTH, 1]).clamp(min=0) / 2
-            skin = skin_colour(crop.float(), landmarks)
-            image, mouth = paint_mouth_interior(image, skin, knots[:, MOUTH, 1], knots[:, MOUTH, 2], held,
+            image, mouth = paint_mouth_interior(image, crop, landmarks, knots[:, MOUTH, 1], knots[:, MOUTH, 2], held,
                                                 ends[:, MOUTH])
             painted = painted + mouth
         return image, painted

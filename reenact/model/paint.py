@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reenact.model.coords import normalise
+
 # Cheeks and chin: the face's own colour under its own light, which the interior is painted relative to.
 SKIN_LANDMARKS = (205, 425, 18, 200, 50, 280)
 CAVITY = (0.46, 0.28, 0.31)  # the darkest fifth between open lips, over the cheeks' colour
@@ -44,13 +46,20 @@ def _within(t: torch.Tensor, full: float, soft: float) -> torch.Tensor:
     return (1 - ((t - 0.5).abs() - full) / soft).clamp(0, 1)
 
 
-def paint_mouth_interior(image: torch.Tensor, skin: torch.Tensor, upper: torch.Tensor, lower: torch.Tensor,
-                         held: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _centres(first: int, last: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """Pixel rows (or columns) ``first``-``last`` of ``size`` in normalised units, on ``like``'s device and dtype."""
+    return normalise(torch.arange(first, last + 1, device=like.device, dtype=like.dtype), size)
+
+
+def paint_mouth_interior(image: torch.Tensor, crop: torch.Tensor, landmarks: torch.Tensor, upper: torch.Tensor,
+                         lower: torch.Tensor, held: torch.Tensor, ends: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``image`` (B, 3, H, W) with the new part of the mouth painted, and how much of each pixel is paint
     (B, 1, H, W). Per column of the image (normalised units, each (B, W)): ``upper`` and ``lower``, where the lips'
     inner edges land; ``held``, how far the source's own content reaches in from each edge (half the source's gap
-    there). ``skin``: (B, 3), the cheeks' colour. ``ends``: (B, 2), the mouth's left and right ends. Where the mouth
-    is no wider open than the source's, nothing changes (and no pixel is paint)."""
+    there). ``ends``: (B, 2), the mouth's left and right ends. The colours are taken from the cheeks of ``crop``, the
+    source (B, 3, H, W), at its ``landmarks`` (normalised). Where the mouth is no wider open than the source's,
+    nothing changes (and no pixel is paint)."""
     b, _, h, w = image.shape
     px = 2.0 / h
     top, bottom = upper + held, lower - held  # (B, W): the band no source content covers
@@ -59,9 +68,8 @@ def paint_mouth_interior(image: torch.Tensor, skin: torch.Tensor, upper: torch.T
     # Only the rows the mouth spans are worked on.
     first = int(((upper.amin() + 1) / px).floor().clamp(0, h - 1))
     last = int(((lower.amax() + 1) / px).ceil().clamp(0, h - 1))
-    ys = (torch.arange(first, last + 1, device=image.device, dtype=image.dtype) + 0.5) * px - 1
-    y = ys[None, :, None]  # (1, L, 1)
-    xs = (torch.arange(w, device=image.device, dtype=image.dtype) + 0.5) * (2.0 / w) - 1
+    y = _centres(first, last, h, image)[None, :, None]  # (1, L, 1)
+    xs = _centres(0, w - 1, w, image)
     left, right = ends[:, :1], ends[:, 1:]
     width = (right - left).clamp(min=1e-6)
     u = ((xs - left) / width)[:, None]  # (B, 1, W): 0 to 1 across the mouth
@@ -71,6 +79,7 @@ def paint_mouth_interior(image: torch.Tensor, skin: torch.Tensor, upper: torch.T
     alpha = alpha * ((bt - tp) / (FULL_OPENING * width[:, None])).clamp(0, 1)
     # The cavity is darkest in the middle of the gap; the teeth are brightest at the front, where they face the light.
     depth = (torch.minimum(y - up, low - y) / ((low - up) / 2).clamp(min=px)).clamp(0, 1)
+    skin = skin_colour(crop.float(), landmarks)
     cavity = skin[:, :, None, None] * skin.new_tensor(CAVITY)[:, None, None] * (1 - 0.35 * depth[:, None])
     luminance = skin @ skin.new_tensor([0.299, 0.587, 0.114])
     teeth = (luminance[:, None] * skin.new_tensor(TEETH)).clamp(max=0.95)[:, :, None, None]
@@ -119,7 +128,7 @@ def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, meet: torch.Tenso
     weight = weight * weight * (3 - 2 * weight)  # (B, eyes, W)
     if not bool((weight > 0).any()):
         return image, image.new_zeros(b, 1, h, w)
-    xs = (torch.arange(w, device=image.device, dtype=image.dtype) + 0.5) * (2.0 / w) - 1
+    xs = _centres(0, w - 1, w, image)
     width = (ends[..., 1:] - ends[..., :1]).clamp(min=1e-6)  # (B, eyes, 1)
     u = (xs - ends[..., :1]) / width
     weight = weight * ((u > 0) & (u < 1))
@@ -130,8 +139,7 @@ def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, meet: torch.Tenso
     lid = F.avg_pool2d(lid, (1, 2 * span + 1), stride=1, padding=(0, span), count_include_pad=False)
     first = int(((ring.amin() + 1) / px).floor().clamp(0, h - 1))
     last = int(((meet.amax() + 1) / px + 1 + float((LASH_WIDTH * width).amax()) / px).ceil().clamp(0, h - 1))
-    ys = (torch.arange(first, last + 1, device=image.device, dtype=image.dtype) + 0.5) * px - 1
-    y = ys[None, None, :, None]  # (1, 1, L, 1)
+    y = _centres(first, last, h, image)[None, None, :, None]  # (1, 1, L, 1)
     top, low = ring[:, :, None], meet[:, :, None]  # (B, eyes, 1, W)
     lash_half = (LASH_WIDTH * width[..., None]).clamp(min=px)
     depth = ((y - top) / (low - top).clamp(min=px)).clamp(0, 1)
