@@ -204,6 +204,7 @@ class GeneratorOptions:
     smooth: bool = True
     device: str = "auto"  # 'auto': the GPU when there is one
     edit_gain: bool = True  # False: edits move only as far as a read AU change of their size (the model's edit_gain unused)
+    texture_strength: float | None = None  # a factor on the texture step's mask in place of the model's own
 
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
                head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True) -> CropEditor:
@@ -218,7 +219,10 @@ class GeneratorOptions:
         """The generator's weights on ``device``, read from disk at each call (reenact.batch keeps them per worker)."""
         from reenact.model.io import load_generator
 
-        return load_generator(self.model, device)
+        model = load_generator(self.model, device)
+        if self.texture_strength is not None:
+            model.reconfigure(texture_strength=self.texture_strength)
+        return model
 
 
 def edit_expression(

@@ -503,8 +503,8 @@ def _cores() -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _loaded(model: PathLike | None, device: str) -> Generator:
-    return api.GeneratorOptions(model).load(device)
+def _loaded(model: PathLike | None, device: str, texture_strength: float | None) -> Generator:
+    return api.GeneratorOptions(model, texture_strength=texture_strength).load(device)
 
 
 @dataclass(frozen=True)
@@ -512,7 +512,7 @@ class _KeptGenerator(api.GeneratorOptions):
     """GeneratorOptions whose weights are loaded once per process and shared by the jobs it runs."""
 
     def load(self, device: str) -> Generator:
-        return _loaded(self.model, device)
+        return _loaded(self.model, device, self.texture_strength)
 
 
 def _run_job(job: BatchJob) -> JobResult:

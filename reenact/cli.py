@@ -106,13 +106,26 @@ def _add_generator(parser: argparse.ArgumentParser,
         parser.add_argument("--no-edit-gain", action="store_true",
                             help="edits move as far as a read AU change of that size (weaker, closer to the source's "
                                  "identity) instead of as far as the reader sees the asked change")
+    parser.add_argument("--texture-strength", type=_texture_strength, metavar="S",
+                        help="factor on the texture step's mask, 0 to 2 (default: the model's own; 0: warp and paint only)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+
+
+def _texture_strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 2, not {text!r}")
+    return value
 
 
 def _generator(args: argparse.Namespace):
     from reenact.api import GeneratorOptions
 
-    return GeneratorOptions(args.model, not args.no_smooth, args.device, not getattr(args, "no_edit_gain", False))
+    return GeneratorOptions(args.model, not args.no_smooth, args.device, not getattr(args, "no_edit_gain", False),
+                            args.texture_strength)
 
 
 def _encode(args: argparse.Namespace):
@@ -270,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--faces", type=int, default=48, help="faces per single-AU edit (default 48)")
     evaluate.add_argument("--compare", metavar="DIR", help="also write a PNG grid of edits there")
     evaluate.add_argument("--no-edit-gain", action="store_true", help="measure the edits as --no-edit-gain makes them")
+    evaluate.add_argument("--texture-strength", type=_texture_strength, metavar="S",
+                          help="measure with this factor on the texture step's mask (default: the model's own)")
     evaluate.add_argument("-o", "--output", help="write the report as JSON here")
     return parser
 
@@ -379,7 +394,8 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.evaluate import evaluate
 
         report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
-                          compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain)
+                          compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain,
+                          texture_strength=args.texture_strength)
         text = json.dumps(report, indent=1)
         if args.output:
             Path(args.output).write_text(text + "\n")

@@ -219,9 +219,11 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
 def evaluate(
     dataset_dir: Path, model_name: str | Path | None = None, split: Path | None = None, pairs: int = 256,
     faces: int = 48, flicker_clips: int = 2, compare: Path | None = None, edit_gain: bool = True,
+    texture_strength: float | None = None,
 ) -> dict:
     """All metrics on the validation identities of ``split`` (a run's split.json; else every clip). ``edit_gain``
-    False: the edits as ``--no-edit-gain`` makes them (the model's edit gain unused)."""
+    False: the edits as ``--no-edit-gain`` makes them (the model's edit gain unused). ``texture_strength``: in place
+    of the model's own."""
     from reenact.api import GeneratorOptions, edit_expression
     from reenact.editing import ExpressionTarget
     from reenact.model.io import load_generator
@@ -235,6 +237,8 @@ def evaluate(
     model = load_generator(model_name)
     if not edit_gain:
         model.reconfigure(edit_gain=None)
+    if texture_strength is not None:
+        model.reconfigure(texture_strength=texture_strength)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     drawn = draw_pairs(clips, pairs)
     report["self_reenactment"] = vars(score_pairs(model, drawn))
@@ -253,7 +257,7 @@ def evaluate(
         edited = Path(dataset_dir) / f".eval-{Path(clip.id).name}.mp4"
         try:
             edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8),
-                            GeneratorOptions(model_name, edit_gain=edit_gain))
+                            GeneratorOptions(model_name, edit_gain=edit_gain, texture_strength=texture_strength))
             report["flicker"][clip.id] = flicker(Path(clip.source), edited, face_box(clip.source))
         finally:
             edited.unlink(missing_ok=True)

@@ -129,3 +129,10 @@ def test_output_same_as_input_is_refused_and_input_untouched(tmp_path: Path, gri
 def test_bad_arguments_exit_with_usage(tmp_path: Path) -> None:
     result = run_cli("track", tmp_path / "x.mp4", "-o", tmp_path / "y.mp4", "--crop-size", "4096")
     assert result.returncode == 2 and "--crop-size" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["3", "-0.5", "strong"])
+def test_a_texture_strength_outside_0_to_2_exits_with_usage(tmp_path: Path, value: str) -> None:
+    result = run_cli("edit", tmp_path / "x.png", "-o", tmp_path / "y.png", "--au", "AU12=+1", "--texture-strength", value)
+    assert result.returncode == 2 and "--texture-strength" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "y.png").exists()

@@ -295,6 +295,28 @@ def test_the_edit_gain_scales_asked_changes_only() -> None:
     assert GeneratorConfig.from_json(gained.config.to_json()).edit_gain == gain
 
 
+def test_the_texture_strength_scales_the_texture_steps_share_only() -> None:
+    """The texture step's mask is multiplied by ``texture_strength``: the output moves from the warped face by that
+    share of the full texture's change; 0 leaves the warp alone, and the motion never changes."""
+    model = load_generator()
+    crop, landmarks, aus = random_inputs(batch=1)
+    target = aus.clone()
+    target[:, AU_NAMES.index("AU12")] += 2
+    results = {}
+    with torch.no_grad():
+        for strength in (1.0, 0.5, 0.0):
+            model.reconfigure(texture_strength=strength, mouth_interior=False, closed_lids=False)  # the paint apart
+            results[strength] = model(crop, landmarks, aus, target)
+    full, half, none = results[1.0], results[0.5], results[0.0]
+    assert torch.equal(half["flow"], full["flow"]) and torch.equal(none["flow"], full["flow"])
+    change = full["output"] - full["warped"]
+    inside = (full["output"] > 0.01) & (full["output"] < 0.99)  # where the clamp to [0, 1] did not act
+    assert change[inside].abs().max() > 0.01  # the texture does something here
+    assert torch.allclose((half["output"] - half["warped"])[inside], 0.5 * change[inside], atol=1e-5)
+    assert torch.allclose(none["output"], none["warped"], atol=1e-6)
+    assert GeneratorConfig.from_json(model.config.to_json()).texture_strength == 0.0
+
+
 def test_head_pose_motion_is_added_to_a_model_and_moves_the_face_only_when_asked() -> None:
     model = Generator(SMALL).eval()
     with torch.no_grad():

@@ -63,6 +63,9 @@ class GeneratorConfig:
     # none; a closed eye gets a lid and a lash line instead of the squeezed eye.
     mouth_interior: bool = False
     closed_lids: bool = False
+    # A factor on the texture step's mask. A texture step trained against a realism term can overshoot on people it
+    # never saw: chosen where self-reenactment of held-out people peaks (``reenact eval --texture-strength``).
+    texture_strength: float = 1.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -449,7 +452,7 @@ class Generator(nn.Module):
         size = self.config.texture_size
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")
         residual, mask = self.texture(small, target_aus, source_aus)
-        mask = mask * edit_strength(source_aus, target_aus)
+        mask = mask * (edit_strength(source_aus, target_aus) * self.config.texture_strength)
         if residual.shape[-1] != crop.shape[-1]:  # both in one call: each channel is resized on its own anyway
             both = torch.cat([residual, mask], 1)
             both = F.interpolate(both, size=crop.shape[-2:], mode="bilinear", align_corners=False)
