@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -500,6 +502,7 @@ def run_live(
         report.dropped += 1
 
     with ExitStack() as stack:
+        ctrl_c = stack.enter_context(_ctrl_c_pressed())
         frames, is_live, paced, fps, close_input = open_input(source, stall_timeout)
         capture = _Capture(frames, pace=paced)
         tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
@@ -512,6 +515,8 @@ def run_live(
         status = stack.enter_context(LiveStatus(progress))
 
         def watchdog() -> None:
+            if ctrl_c.is_set():
+                raise _Stop("interrupted (Ctrl-C)")
             # Only a live input can stall: a file read as fast as it is used waits on the pipeline, not the input.
             if is_live and time.monotonic() - capture.last_arrival > stall_timeout:
                 raise InputStalled(f"{source.label}: input stalled (no frame for {stall_timeout:g} s)")
@@ -564,7 +569,31 @@ def run_live(
 
 
 class _Stop(Exception):
-    """A normal end of a live run (--max-seconds)."""
+    """A normal end of a live run (--max-seconds, Ctrl-C)."""
+
+
+@contextmanager
+def _ctrl_c_pressed() -> Iterator[threading.Event]:
+    """An event that Ctrl-C sets, for the run's loop to check. Raised where the main thread happens to be, a
+    KeyboardInterrupt can land in a C library's callback and be lost there, and the run goes on. A second Ctrl-C
+    raises as usual."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield pressed
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # set outside Python: Python's own is the nearest we can put back
+        previous = signal.default_int_handler
+
+    def handler(signum: int, frame: object) -> None:
+        pressed.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def report_error(report: LiveReport) -> ReenactError:
