@@ -226,7 +226,6 @@ def evaluate(
     of the model's own."""
     from reenact.api import GeneratorOptions, edit_expression
     from reenact.editing import ExpressionTarget
-    from reenact.model.io import load_generator
     from reenact.train.dataset import load_dataset
 
     people = json.loads(Path(split).read_text())["validation"] if split else None
@@ -234,11 +233,11 @@ def evaluate(
     ids = [e["id"] for e in index["clips"] if people is None or e["identity"] in people]
     dataset = load_dataset(dataset_dir, ids)
     clips = list(dataset.clips)
-    model = load_generator(model_name)
-    if not edit_gain:
+    # The same options for the model measured here and for the flicker's edits through the API.
+    options = GeneratorOptions(model_name, edit_gain=edit_gain, texture_strength=texture_strength)
+    model = options.load("cpu")
+    if not edit_gain:  # the API's editor leaves the gain out itself; this model is called directly
         model.reconfigure(edit_gain=None)
-    if texture_strength is not None:
-        model.reconfigure(texture_strength=texture_strength)
     report: dict = {"identities": sorted({c.identity for c in clips}), "clips": len(clips)}
     drawn = draw_pairs(clips, pairs)
     report["self_reenactment"] = vars(score_pairs(model, drawn))
@@ -256,8 +255,7 @@ def evaluate(
     for clip in sorted([c for c in clips if len(c.frame) >= 100], key=lambda c: len(c.frame))[:flicker_clips]:
         edited = Path(dataset_dir) / f".eval-{Path(clip.id).name}.mp4"
         try:
-            edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8),
-                            GeneratorOptions(model_name, edit_gain=edit_gain, texture_strength=texture_strength))
+            edit_expression(clip.source, edited, ExpressionTarget(preset="happy", strength=0.8), options)
             report["flicker"][clip.id] = flicker(Path(clip.source), edited, face_box(clip.source))
         finally:
             edited.unlink(missing_ok=True)
