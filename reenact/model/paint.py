@@ -24,6 +24,8 @@ import torch.nn.functional as F
 
 from reenact.model.coords import normalise
 
+# Row ranges and sizes below are read as plain numbers with .item(): they index, they are never differentiated.
+
 # Cheeks and chin: the face's own colour under its own light, which the interior is painted relative to.
 SKIN_LANDMARKS = (205, 425, 18, 200, 50, 280)
 CAVITY = (0.46, 0.28, 0.31)  # the darkest fifth between open lips, over the cheeks' colour
@@ -66,8 +68,8 @@ def paint_mouth_interior(image: torch.Tensor, crop: torch.Tensor, landmarks: tor
     if not bool((bottom > top).any()):
         return image, image.new_zeros(b, 1, h, w)
     # Only the rows the mouth spans are worked on.
-    first = int(((upper.amin() + 1) / px).floor().clamp(0, h - 1))
-    last = int(((lower.amax() + 1) / px).ceil().clamp(0, h - 1))
+    first = int(((upper.amin() + 1) / px).floor().clamp(0, h - 1).item())
+    last = int(((lower.amax() + 1) / px).ceil().clamp(0, h - 1).item())
     y = _centres(first, last, h, image)[None, :, None]  # (1, L, 1)
     xs = _centres(0, w - 1, w, image)
     left, right = ends[:, :1], ends[:, 1:]
@@ -135,10 +137,10 @@ def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, meet: torch.Tenso
     # The lid's colour per column: the skin just below the eye, averaged along the row.
     below = torch.stack([xs.expand_as(under), (under + LID_SAMPLE * width).clamp(-1, 1)], dim=-1)  # (B, eyes, W, 2)
     lid = F.grid_sample(image, below, mode="bilinear", align_corners=False)  # (B, 3, eyes, W)
-    span = max(1, int(round(float(0.15 * width.mean()) / (2.0 / w))))
+    span = max(1, int(round((0.15 * width.mean()).item() / (2.0 / w))))
     lid = F.avg_pool2d(lid, (1, 2 * span + 1), stride=1, padding=(0, span), count_include_pad=False)
-    first = int(((ring.amin() + 1) / px).floor().clamp(0, h - 1))
-    last = int(((meet.amax() + 1) / px + 1 + float((LASH_WIDTH * width).amax()) / px).ceil().clamp(0, h - 1))
+    first = int(((ring.amin() + 1) / px).floor().clamp(0, h - 1).item())
+    last = int(((meet.amax() + 1) / px + 1 + (LASH_WIDTH * width).amax().item() / px).ceil().clamp(0, h - 1).item())
     y = _centres(first, last, h, image)[None, None, :, None]  # (1, 1, L, 1)
     top, low = ring[:, :, None], meet[:, :, None]  # (B, eyes, 1, W)
     lash_half = (LASH_WIDTH * width[..., None]).clamp(min=px)
