@@ -49,7 +49,7 @@ PARTS = [
     (editing, "warp", "  upsample flow + warp crop"),
     (networks.TextureNet, "forward", "  texture net"),
     (networks.Generator, "paint", "  paint mouth interior and closed lids"),
-    (pipeline, "face_mask", "face_mask (x2)"),
+    (pipeline, "edit_mask", "edit_mask (two face masks)"),
     (pipeline, "paste_back", "paste_back"),
     (align, "_matched_difference", "  colour match + difference"),
 ]

@@ -10,8 +10,8 @@ Usage: python benchmarks/texture_strength.py DATASET --split RUN/split.json [--m
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,9 @@ import numpy as np
 from reenact.evaluate import draw_pairs, score_pairs
 from reenact.model.io import load_generator
 from reenact.train.dataset import load_dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from held_out import held_out_parser  # noqa: E402
 
 
 def gains_by_person(dataset: Path, people: list[str], model_name: str | None, strengths: list[float],
@@ -40,13 +43,9 @@ def gains_by_person(dataset: Path, people: list[str], model_name: str | None, st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", type=Path, help="folder written by reenact prepare")
-    parser.add_argument("--split", type=Path, required=True, help="a training run's split.json (its validation people)")
-    parser.add_argument("--model", help="generator name in models/ or path (default: models/default)")
+    parser = held_out_parser(__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=128, help="pairs per person (default 128)")
     parser.add_argument("--strengths", default="0.5,0.625,0.75,0.875,1", help="comma-separated (default 0.5 to 1)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     strengths = [float(s) for s in args.strengths.split(",")]
     people = json.loads(args.split.read_text())["validation"]

@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-people", type=int, default=8, help="identities held out for validation")
     train.add_argument("--seed", type=int, default=0, help="seed of the pair sampling and the weights (default 0)")
     train.add_argument("--mask-weight", type=float, default=0.002, help="penalty on the texture mask's area (default 0.002)")
+    train.add_argument("--identity-budget", type=float, metavar="D",
+                       help="--phase gain: take no gain whose edit moves dlib's identity distance past D on average "
+                            "(the shipped models: 0.35; needs reenact[eval])")
     adversarial = train.add_argument_group("--phase adversarial (reenact.train.adversarial)")
     adversarial.add_argument("--seconds", type=float, default=300.0, help="wall-clock budget instead of --steps (default 300)")
     adversarial.add_argument("--adv-weight", type=float, default=0.02, help="realism term's weight (default 0.02)")
@@ -383,7 +386,8 @@ def _run(args: argparse.Namespace) -> None:
         from reenact.train.trainer import TrainOptions, train
 
         options = TrainOptions(phase=args.phase, steps=args.steps, batch=args.batch, lr=args.lr or 3e-4, init=args.init,
-                               validation_people=args.validation_people, mask_weight=args.mask_weight, seed=args.seed)
+                               validation_people=args.validation_people, mask_weight=args.mask_weight, seed=args.seed,
+                               identity_budget=args.identity_budget)
         result = train(args.dataset, args.output, options, progress)
         if not args.quiet:
             print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)

@@ -4,11 +4,12 @@
   similarity) and, for a model with head-pose motion, B's head turn from A (what ``reenact transfer --pose``
   follows); PSNR, L1 and SSIM inside B's face mask, against the baseline of copying A. Also reported with the AUs
   alone (``reenact transfer``'s default, which keeps the source's head).
-- AU fidelity: edit faces toward single-AU targets and measure the output with reenact's own MediaPipe-based AU
-  reader (never with a network the generator was trained against): the share of the requested change that
-  shows, and how far the other AUs move.
+- AU fidelity: edit faces toward single-AU targets and measure each edit, pasted back into its source as ``reenact
+  edit`` pastes it, with reenact's own MediaPipe-based AU reader (never with a network the generator was trained
+  against): the share of the requested change that shows, and how far the other AUs move.
 - Flicker: mean frame-to-frame change inside the face over an edited clip, against the source clip's own.
-- Identity: dlib's face descriptor distance between each face and its edits (optional extra ``reenact[eval]``).
+- Identity: dlib's face descriptor distance between each face and its edits, pasted back alike (optional extra
+  ``reenact[eval]``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import cv2
 import numpy as np
 import torch
 
+from reenact.face.align import Alignment, edit_mask, paste_back
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, coupled_aus
 from reenact.face.tracker import FaceTracker
+from reenact.model.coords import denormalise
 from reenact.model.networks import Generator
 from reenact.train.dataset import PreparedClip
 from reenact.train.pairs import PairBatch, PairSampler
@@ -111,9 +114,13 @@ def score_pairs(model: Generator, batch: PairBatch, follow_pose: bool = True) ->
     return SelfReenactment(len(batch.image_a), *map(float, means))
 
 
+@torch.no_grad()
 def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray, pose_change: np.ndarray | None = None,
-                     chunk: int = 64, asked: bool = False) -> np.ndarray:
-    """Outputs for A of each pair; ``asked``: the targets are edits (as ``reenact edit``), not B's readings."""
+                     chunk: int = 64, asked: bool = False, pasted: bool = False) -> np.ndarray:
+    """Outputs for A of each pair; ``asked``: the targets are edits (as ``reenact edit``), not B's readings.
+    ``pasted``: each output put back into A's crop as ``reenact edit`` puts a crop back into its frame (inside the
+    face where the landmarks were and went, colour-matched, rounded to 8 bits): what a user gets. The raw output
+    also holds what the texture step does outside the face, which the paste-back drops."""
     outs = []
     for i in range(0, len(batch.image_a), chunk):
         s = slice(i, i + chunk)
@@ -122,8 +129,29 @@ def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray,
             torch.from_numpy(batch.aus_a[s]), torch.from_numpy(np.ascontiguousarray(target_aus[s])),
             pose_change=None if pose_change is None else torch.from_numpy(pose_change[s]), asked=asked,
         )
-        outs.append(result["output"].numpy())
+        out = result["output"].numpy()
+        if pasted:
+            out = pasted_into_sources(batch.image_a[s], out, batch.landmarks_a[s], result["moves"].numpy(),
+                                      None if result["painted"] is None else result["painted"][:, 0].numpy())
+        outs.append(out)
     return np.concatenate(outs)
+
+
+def pasted_into_sources(sources: np.ndarray, outputs: np.ndarray, landmarks: np.ndarray, moves: np.ndarray,
+                        painted: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3, S, S) outputs put back into their (N, 3, S, S) source crops by ``paste_back`` with the pipeline's
+    mask; ``landmarks`` and ``moves`` (N, 478, 2) normalised, ``painted`` (N, S, S) or None."""
+    size = sources.shape[-1]
+    in_place = Alignment(np.eye(2, 3), size)  # the crop is its own frame
+    to_bytes = lambda x: (np.clip(x.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    result = np.empty_like(outputs)
+    for i, (source, output) in enumerate(zip(sources, outputs)):
+        frame = to_bytes(source)
+        mask = edit_mask(denormalise(landmarks[i], size), denormalise(landmarks[i] - moves[i], size), size)
+        image = paste_back(frame, to_bytes(output), frame, in_place, mask,
+                           replaced=None if painted is None else painted[i])
+        result[i] = image.transpose(2, 0, 1).astype(np.float32) / 255
+    return result
 
 
 def measure_aus(tracker: FaceTracker, images: np.ndarray, upscale: int = 256) -> np.ndarray:
@@ -151,7 +179,7 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
         before = measure_aus(tracker, batch.image_a)
         for (name, change), (_, target) in zip(SINGLE_AU_EDITS, edit_targets(batch.aus_a, presets=False)):
             asked = target - batch.aus_a
-            after = measure_aus(tracker, generate_outputs(model, batch, target, asked=True))
+            after = measure_aus(tracker, generate_outputs(model, batch, target, asked=True, pasted=True))
             moved = after - before
             ok = ~np.isnan(moved).any(axis=1)
             edited = [AU_NAMES.index(au) for au in change]
@@ -202,7 +230,8 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     columns: list[tuple[str, np.ndarray]] = [("source", batch.image_a)]
-    columns += [(name, generate_outputs(model, batch, target, asked=True)) for name, target in edit_targets(batch.aus_a)]
+    columns += [(name, generate_outputs(model, batch, target, asked=True, pasted=True))
+                for name, target in edit_targets(batch.aus_a)]
     size = batch.image_a.shape[-1]
     label = 18
     grid = np.full((label + faces * size, len(columns) * size, 3), 255, np.uint8)
@@ -318,7 +347,7 @@ def identity_distance(model: Generator, clips: list[PreparedClip], faces: int = 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
     distances = []
     for _, target in edit_targets(batch.aus_a):
-        for source, edited in zip(batch.image_a, generate_outputs(model, batch, target, asked=True)):
+        for source, edited in zip(batch.image_a, generate_outputs(model, batch, target, asked=True, pasted=True)):
             d = meter.distance(source, edited)
             if d is not None:
                 distances.append(d)

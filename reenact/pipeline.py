@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reenact.face.align import Alignment, FaceAligner, crop_face, face_mask, paste_back
+from reenact.face.align import Alignment, FaceAligner, crop_face, edit_mask, paste_back
 from reenact.face.aus import blendshapes_to_aus
 from reenact.face.tracker import FaceObservation, FaceTracker
 from reenact.video import Frame
@@ -213,12 +213,10 @@ class EditPasteStage:
         edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
         if edited is state.crop:
             return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
-        size = state.alignment.crop_size
-        mask = face_mask(state.alignment.to_crop(state.face.xy), size)
-        replaced = None
+        moved = replaced = None
         if isinstance(edited, tuple):
             edited, moved, replaced = edited
-            mask = np.maximum(mask, face_mask(moved, size))
+        mask = edit_mask(state.alignment.to_crop(state.face.xy), moved, state.alignment.crop_size)
         image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match,
                            replaced=replaced)
         state.frame = dataclasses.replace(state.frame, image=image)

@@ -23,6 +23,7 @@ from reenact.face.align import (
     Alignment,
     FaceAligner,
     crop_face,
+    edit_mask,
     estimate_alignment,
     face_mask,
     paste_back,
@@ -318,6 +319,31 @@ def test_face_mask(astro_lm: np.ndarray, size: int) -> None:
     # Soft edge: the steepest slope is that of a ~feather-wide ramp, not a step.
     gy, gx = np.gradient(m.astype(np.float64))
     assert np.hypot(gx, gy).max() < 2.0 / (feather * size)  # a Gaussian edge peaks at 1.6
+
+
+def test_the_edit_mask_covers_an_outline_that_moved_either_way(astro_lm: np.ndarray) -> None:
+    """A chin moved down by 12 px is pasted in full at its new place and for as far again below it; a chin moved up
+    has its old edge covered as well (else the frame's own chin would show below the new one). Where the outline
+    did not move, the mask is the face's own."""
+    size = 256
+    pts = estimate_alignment(astro_lm, size).to_crop(astro_lm)
+    chin = FACE_OVAL.index(152)
+    lower = list(FACE_OVAL[chin - 2 : chin + 3])  # the chin and two points either side of it
+    own = face_mask(pts, size)
+    for dy in (12.0, -12.0):
+        moved = pts.copy()
+        moved[lower, 1] += dy
+        mask = edit_mask(pts, moved, size)
+        x, y = np.round(pts[152]).astype(int)
+        edge = y + int(dy) if dy > 0 else y  # the lower of the old and the new chin edge
+        assert own[edge, x] < 0.1  # face_mask alone leaves it to the frame
+        assert mask[edge, x] > 0.9
+        assert mask[edge + 8, x] > 0.3  # past it as well
+        top = np.round(pts[10]).astype(int)  # the forehead's outline did not move
+        assert mask[top[1] - 6 : top[1] + 6, top[0]].tolist() == own[top[1] - 6 : top[1] + 6, top[0]].tolist()
+        assert np.all(mask >= own)
+    assert np.array_equal(edit_mask(pts, None, size), own)
+    assert np.array_equal(edit_mask(pts, pts, size), own)
 
 
 # --- paste back --------------------------------------------------------------------------------------

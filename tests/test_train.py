@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reenact.evaluate import au_fidelity, self_reenactment
+from reenact.evaluate import au_fidelity, edit_targets, generate_outputs, self_reenactment
+from reenact.face.align import edit_mask
 from reenact.face.aus import AU_NAMES
+from reenact.model.coords import denormalise
 from reenact.model.io import load_generator
 from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
@@ -168,3 +170,49 @@ def test_the_edit_gain_makes_the_reader_see_more_of_an_asked_change(tiny_dataset
     after = au_fidelity(model, clips, faces=12)["AU04"]["share_of_request"]
     assert after > before + 0.15
     assert self_reenactment(model, clips, 16).psnr == self_reenactment(load_generator(None), clips, 16).psnr
+
+
+
+def test_the_edit_gain_stays_within_a_distance_budget(tiny_dataset: Path) -> None:
+    """With a distance between each face and its edit (here the mean absolute pixel change; the shipped models were
+    fitted with dlib's identity distance), the fit takes no gain whose edits move the faces further than the
+    budget: a budget just under what the unbounded fit's gain costs stops it a step earlier."""
+    from reenact.train.gain import fit_edit_gain
+
+    clips = list(load_dataset(tiny_dataset).clips)
+    change = lambda a, b: float(np.abs(a - b).mean() * 100)  # noqa: E731  (percent of full scale)
+    free: list[dict] = []
+    model = load_generator(None)
+    gain = fit_edit_gain(model, clips, faces=12, seed=3, groups=(("AU04",),), log=free.append, distance=change,
+                         budget=float("inf"))[AU_NAMES.index("AU04")]
+    assert gain > 1.0 and free[0]["distance"] > 0
+    bounded: list[dict] = []
+    capped = fit_edit_gain(load_generator(None), clips, faces=12, seed=3, groups=(("AU04",),), log=bounded.append,
+                           distance=change, budget=free[0]["distance"] * 0.999)[AU_NAMES.index("AU04")]
+    assert capped == gain - 0.25
+    assert bounded[0]["distance"] < free[0]["distance"] * 0.999 and bounded[0]["share"] < free[0]["share"]
+
+def test_edits_are_measured_as_they_are_pasted_back(tiny_dataset: Path) -> None:
+    """The AU and identity figures read each edit as ``reenact edit`` delivers it: put back into its source inside
+    the face where the landmarks were and went. Outside that the source is kept exactly (the raw output differs
+    there: the texture step's work outside the face, which the paste-back drops), and an empty edit gives the
+    source back."""
+    import torch
+
+    clips = list(load_dataset(tiny_dataset).clips)
+    batch = PairSampler(clips, seed=2).sample(6, images=True)
+    model = load_generator(None)
+    name, target = next((n, t) for n, t in edit_targets(batch.aus_a) if n == "AU15+")
+    raw = generate_outputs(model, batch, target, asked=True)
+    pasted = generate_outputs(model, batch, target, asked=True, pasted=True)
+    with torch.no_grad():
+        moves = model(None, torch.from_numpy(batch.landmarks_a), torch.from_numpy(batch.aus_a),
+                      torch.from_numpy(target), asked=True)["moves"].numpy()
+    size = batch.image_a.shape[-1]
+    for source, out, edit, lm, move in zip(batch.image_a, raw, pasted, batch.landmarks_a, moves):
+        outside = edit_mask(denormalise(lm, size), denormalise(lm - move, size), size) == 0
+        assert np.array_equal(edit[:, outside], source[:, outside])
+        assert np.abs(out - source)[:, outside].max() > 2 / 255  # what the paste-back drops
+        assert np.abs(edit - source)[:, ~outside].max() > 0.1  # the edit itself is there
+    same = generate_outputs(model, batch, batch.aus_a, asked=True, pasted=True)
+    assert np.array_equal(same, batch.image_a)

@@ -26,6 +26,7 @@ __all__ = [
     "FaceAligner",
     "crop_face",
     "face_mask",
+    "edit_mask",
     "paste_back",
 ]
 
@@ -371,6 +372,26 @@ def face_mask(landmarks_xy_in_crop: np.ndarray, crop_size: int, feather: float =
     box[box < 1.0 / 512.0] = 0.0
     mask[y0:y1, x0:x1] = np.clip(box, 0.0, 1.0)
     return mask
+
+
+def edit_mask(landmarks_xy_in_crop: np.ndarray, moved_xy_in_crop: np.ndarray | None, crop_size: int) -> np.ndarray:
+    """The paste-back mask of an edit: the face where its landmarks were and, where its outline moved, past both
+    the old and the new outline by as far again as it moved. face_mask fades to 0 on the outline itself, so a mask
+    that only reached the new outline would leave a dropped chin's edge mostly the frame's own (the chin seemed
+    not to move), and one that only reached the old outline would leave the edge of a chin that rose."""
+    mask = face_mask(landmarks_xy_in_crop, crop_size)
+    if moved_xy_in_crop is None:
+        return mask
+    oval = list(FACE_OVAL)
+    before = np.asarray(landmarks_xy_in_crop, np.float64)[oval]
+    after = np.asarray(moved_xy_in_crop, np.float64)[oval]
+    centre = before.mean(axis=0)
+    further = np.linalg.norm(after - centre, axis=1) > np.linalg.norm(before - centre, axis=1)
+    outline = np.where(further[:, None], after, before)  # whichever lies further out, point by point
+    outward = (outline - centre) / np.maximum(np.linalg.norm(outline - centre, axis=1, keepdims=True), 1e-6)
+    reach = np.array(landmarks_xy_in_crop, np.float64)
+    reach[oval] = outline + outward * np.linalg.norm(after - before, axis=1, keepdims=True)
+    return np.maximum(mask, face_mask(reach, crop_size))
 
 
 def _median(x: np.ndarray) -> float:

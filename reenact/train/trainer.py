@@ -53,6 +53,7 @@ class TrainOptions:
     mask_weight: float = 0.002  # 0.02 drove the mask to zero (texture unused) within 250 steps
     gradient_weight: float = 0.5
     landmark_weight: float = 1.0
+    identity_budget: float | None = None  # --phase gain: no edit may move dlib's identity distance past this
     config: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(motion_channels=32, texture_channels=24))
 
 
@@ -247,7 +248,16 @@ def _fit_gain(model: Generator, clips: list[PreparedClip], val_batch: PairBatch,
     started = time.perf_counter()
     model.eval()
     with open(out / "train.log", "a") as log:
-        fit_edit_gain(model, clips, seed=options.seed + 23, log=lambda line: print(json.dumps(line), file=log, flush=True))
+        distance = None
+        if options.identity_budget is not None:
+            from reenact.evaluate import IdentityMeter
+
+            try:
+                distance = IdentityMeter().distance
+            except ImportError as exc:
+                raise ValueError(f"--identity-budget needs dlib: pip install 'reenact[eval]' ({exc})") from None
+        fit_edit_gain(model, clips, seed=options.seed + 23, log=lambda line: print(json.dumps(line), file=log, flush=True),
+                      distance=distance, budget=options.identity_budget or 0.0)
         validation = validate(model, val_batch, device)
         print(json.dumps({"step": 0, "seconds": round(time.perf_counter() - started, 1),
                           **{k: round(v, 3) for k, v in validation.items()}}), file=log)
