@@ -225,7 +225,8 @@ def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = 
 
 @torch.no_grad()
 def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces: int = 6, seed: int = 3) -> None:
-    """A PNG grid: one row per face, columns source then each single-AU edit and each preset."""
+    """A PNG grid: one row per face, columns source then each single-AU edit and each preset, pasted back as
+    ``reenact edit`` pastes them (what lies outside the face is the source's own)."""
     from reenact.files import atomic_output
 
     batch = PairSampler(clips, seed=seed).sample(faces, images=True)
