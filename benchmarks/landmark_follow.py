@@ -16,11 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from reenact.evaluate import SINGLE_AU_EDITS, edit_targets, generate_outputs
+from reenact.evaluate import SINGLE_AU_EDITS, edit_targets, generate_outputs, track_crops
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import denormalise
 from reenact.model.io import load_generator
@@ -51,13 +50,8 @@ EDIT_PARTS: dict[str, tuple[str, ...]] = {
 
 def detected_landmarks(tracker: FaceTracker, images: np.ndarray, upscale: int = 256) -> list[np.ndarray | None]:
     """MediaPipe's landmarks (crop pixels) on (N, 3, S, S) crops, read at ``upscale`` as the AU reader reads them."""
-    found = []
-    size = images.shape[-1]
-    for image in images:
-        rgb = (np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
-        face = tracker(cv2.resize(rgb, (upscale, upscale), interpolation=cv2.INTER_CUBIC), 0.0)
-        found.append(None if face is None else face.xy * (size / upscale))
-    return found
+    scale = images.shape[-1] / upscale
+    return [None if face is None else face.xy * scale for face in track_crops(tracker, images, upscale)]
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 
 from reenact.face.align import Alignment, edit_mask, paste_back
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, coupled_aus
-from reenact.face.tracker import FaceTracker
+from reenact.face.tracker import FaceObservation, FaceTracker
 from reenact.model.coords import denormalise
 from reenact.model.networks import Generator
 from reenact.train.dataset import PreparedClip
@@ -137,31 +137,38 @@ def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray,
     return np.concatenate(outs)
 
 
+def crop_rgb8(image: np.ndarray, size: int | None = None) -> np.ndarray:
+    """A (3, S, S) float crop in [0, 1] as an (S, S, 3) uint8 image; bicubic to ``size`` x ``size`` if given (the
+    readers see 128-pixel dataset crops at 256)."""
+    rgb = (np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return rgb if size is None else cv2.resize(rgb, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
 def pasted_into_sources(sources: np.ndarray, outputs: np.ndarray, landmarks: np.ndarray, moves: np.ndarray,
                         painted: np.ndarray | None = None) -> np.ndarray:
     """(N, 3, S, S) outputs put back into their (N, 3, S, S) source crops by ``paste_back`` with the pipeline's
     mask; ``landmarks`` and ``moves`` (N, 478, 2) normalised, ``painted`` (N, S, S) or None."""
     size = sources.shape[-1]
     in_place = Alignment(np.eye(2, 3), size)  # the crop is its own frame
-    to_bytes = lambda x: (np.clip(x.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)  # noqa: E731
     result = np.empty_like(outputs)
     for i, (source, output) in enumerate(zip(sources, outputs)):
-        frame = to_bytes(source)
+        frame = crop_rgb8(source)
         mask = edit_mask(denormalise(landmarks[i], size), denormalise(landmarks[i] - moves[i], size), size)
-        image = paste_back(frame, to_bytes(output), frame, in_place, mask,
+        image = paste_back(frame, crop_rgb8(output), frame, in_place, mask,
                            replaced=None if painted is None else painted[i])
         result[i] = image.transpose(2, 0, 1).astype(np.float32) / 255
     return result
 
 
+def track_crops(tracker: FaceTracker, images: np.ndarray, upscale: int = 256) -> list[FaceObservation | None]:
+    """The tracker's face on each of (N, 3, S, S) float crops, read at ``upscale`` pixels (landmarks in those)."""
+    return [tracker(crop_rgb8(image, upscale), 0.0) for image in images]
+
+
 def measure_aus(tracker: FaceTracker, images: np.ndarray, upscale: int = 256) -> np.ndarray:
     """AUs of (N, 3, S, S) float crops with reenact's AU reader; NaN rows where no face is found."""
-    rows = []
-    for image in images:
-        rgb = (np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
-        rgb = cv2.resize(rgb, (upscale, upscale), interpolation=cv2.INTER_CUBIC)
-        face = tracker(rgb, 0.0)
-        rows.append(blendshapes_to_aus(face.blendshapes) if face is not None else np.full(len(AU_NAMES), np.nan))
+    rows = [blendshapes_to_aus(face.blendshapes) if face is not None else np.full(len(AU_NAMES), np.nan)
+            for face in track_crops(tracker, images, upscale)]
     return np.array(rows, dtype=np.float32)
 
 
@@ -239,9 +246,7 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
     for c, (name, images) in enumerate(columns):
         cv2.putText(grid, name, (c * size + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         for r, image in enumerate(images):
-            grid[label + r * size : label + (r + 1) * size, c * size : (c + 1) * size] = (
-                np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5
-            ).astype(np.uint8)
+            grid[label + r * size : label + (r + 1) * size, c * size : (c + 1) * size] = crop_rgb8(image)
     with atomic_output(path) as tmp:
         cv2.imwrite(str(tmp), grid[:, :, ::-1])
 
@@ -328,8 +333,7 @@ class IdentityMeter:
 
     def descriptor(self, image: np.ndarray) -> np.ndarray | None:
         """(3, S, S) float crop in [0, 1] -> 128-D descriptor, or None without a face."""
-        rgb = (np.clip(image.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
-        rgb = cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_CUBIC)
+        rgb = crop_rgb8(image, 256)
         boxes = self._detect(rgb, 0)
         if not boxes:
             return None
