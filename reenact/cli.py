@@ -34,7 +34,8 @@ preview keys: e or space edit on/off, p next preset, 1-7 a preset, + / - strengt
 When the machine falls behind, frames are dropped (and counted) so latency never builds up.""",
     "eval": """examples:
   reenact eval dataset --split runs/motion/split.json --compare eval/ -o eval/report.json
-  reenact eval dataset --model runs/texture/model --pairs 512""",
+  reenact eval dataset --model runs/texture/model --pairs 512
+  reenact eval dataset --split runs/basis/split.json --videos 48""",
     "prepare": """examples:
   reenact prepare clips/ -o dataset --crop-size 128 --workers 2
   reenact prepare ../shared/data/train -o dataset --labels ../shared/data/train_aus --manifest ../shared/data/train/MANIFEST.csv""",
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--pairs", type=int, default=256, help="self-reenactment pairs (default 256)")
     evaluate.add_argument("--faces", type=int, default=48, help="faces per single-AU edit (default 48)")
     evaluate.add_argument("--compare", metavar="DIR", help="also write a PNG grid of edits there")
+    evaluate.add_argument("--videos", type=int, default=0, metavar="FRAMES",
+                          help="also run each single-AU edit through reenact edit's pipeline on the first FRAMES "
+                               "frames of each validation clip's source video, at its own resolution (default 0: not)")
     evaluate.add_argument("--no-edit-gain", action="store_true", help="measure the edits as --no-edit-gain makes them")
     evaluate.add_argument("--texture-strength", type=_texture_strength, metavar="S",
                           help="measure with this factor on the texture step's mask (default: the model's own)")
@@ -399,7 +403,7 @@ def _run(args: argparse.Namespace) -> None:
 
         report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
                           compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain,
-                          texture_strength=args.texture_strength)
+                          texture_strength=args.texture_strength, video_frames=args.videos)
         text = json.dumps(report, indent=1)
         if args.output:
             Path(args.output).write_text(text + "\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -29,6 +30,9 @@ from reenact.model.coords import denormalise
 from reenact.model.networks import Generator
 from reenact.train.dataset import PreparedClip
 from reenact.train.pairs import PairBatch, PairSampler
+
+if TYPE_CHECKING:
+    from reenact.api import GeneratorOptions, TrackingOptions
 
 # The single-AU edits the acceptance asks about: (name, {AU: change}).
 SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (
@@ -207,6 +211,57 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
     return results
 
 
+def video_au_fidelity(options: GeneratorOptions, videos: list[Path], frames: int = 48,
+                      tracking: TrackingOptions | None = None) -> dict[str, dict]:
+    """Per single-AU edit, ``reenact edit``'s pipeline run on the first ``frames`` frames of each video at the
+    video's own resolution (tracked, aligned, edited with time smoothing, pasted back; not encoded), and the
+    edited frames read by reenact's AU reader with a tracker of their own, as ``reenact aus`` reads a video: the
+    share of the request that shows against the source frames' reading (the pipeline's), per video and over all,
+    and per other AU its mean absolute change (the largest, and which AU it is)."""
+    from itertools import islice
+
+    from reenact.api import TrackingOptions as Tracking
+    from reenact.editing import AUEdit, ExpressionTarget
+    from reenact.face.align import FaceAligner
+    from reenact.pipeline import AlignStage, EditPasteStage, TrackStage, stream
+    from reenact.video import VideoReader
+
+    tracking = tracking or Tracking()
+    results: dict[str, dict] = {}
+    for name, change in SINGLE_AU_EDITS:
+        edited = [AU_NAMES.index(au) for au in change]
+        others = [i for i in range(len(AU_NAMES)) if i not in edited]
+        target = ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items()))
+        per_video: dict[str, float] = {}
+        changes: list[np.ndarray] = []
+        for video in videos:
+            shares = []
+            with VideoReader(video) as reader, FaceTracker(tracking.face_model, tracking.face) as source_tracker, \
+                    FaceTracker(tracking.face_model, tracking.face) as output_tracker:
+                stages = [TrackStage(source_tracker), AlignStage(FaceAligner(tracking.crop_size)),
+                          EditPasteStage(options.editor(target))]
+                for state in stream(islice(reader, frames), stages):
+                    face = output_tracker(state.frame.image, state.frame.time)
+                    if state.aus is None or face is None:
+                        continue
+                    asked = target(state.aus, state.frame.time) - state.aus
+                    if asked[edited].sum() < 0.5:  # already near the top of the scale: nothing to ask
+                        continue
+                    moved = blendshapes_to_aus(face.blendshapes) - state.aus
+                    shares.append(moved[edited].sum() / asked[edited].sum())
+                    changes.append(np.abs(moved[others]))
+            per_video[str(video)] = float(np.mean(shares)) if shares else float("nan")
+        per_au = np.mean(changes, axis=0)
+        results[name] = {
+            "share_of_request": float(np.nanmean(list(per_video.values()))),
+            "per_video": per_video,
+            "others_largest_mean_change": float(per_au.max()),
+            "others_largest_mean_change_au": AU_NAMES[others[int(per_au.argmax())]],
+            "frames": len(changes),
+        }
+    return results
+
+
 def flicker(source: Path, edited: Path, box: tuple[int, int, int, int] | None = None) -> dict[str, float]:
     """Mean absolute frame-to-frame change (0-255) of the edited clip and of the source, inside ``box``
     (x0, y0, x1, y1; the whole frame when None), and their ratio."""
@@ -254,11 +309,12 @@ def compare_grid(model: Generator, clips: list[PreparedClip], path: Path, faces:
 def evaluate(
     dataset_dir: Path, model_name: str | Path | None = None, split: Path | None = None, pairs: int = 256,
     faces: int = 48, flicker_clips: int = 2, compare: Path | None = None, edit_gain: bool = True,
-    texture_strength: float | None = None,
+    texture_strength: float | None = None, video_frames: int = 0,
 ) -> dict:
     """All metrics on the validation identities of ``split`` (a run's split.json; else every clip). ``edit_gain``
     False: the edits as ``--no-edit-gain`` makes them (the model's edit gain unused). ``texture_strength``: in place
-    of the model's own."""
+    of the model's own. ``video_frames``: also the single-AU edits through the pipeline on that many frames of each
+    clip's source video (``video_au_fidelity``)."""
     from reenact.api import GeneratorOptions, edit_expression
     from reenact.editing import ExpressionTarget
     from reenact.train.dataset import load_dataset
@@ -281,6 +337,12 @@ def evaluate(
     # The same with head pose held (each angle within 2 degrees): how much of the gap to copying is head motion.
     report["self_reenactment_pose_matched"] = vars(self_reenactment(model, clips, pairs, max_pose_change=2.0))
     report["au_fidelity"] = au_fidelity(model, clips, faces)
+    if video_frames:
+        sources = sorted({Path(c.source) for c in clips})
+        missing = [str(p) for p in sources if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"--videos needs the clips' source videos; not found: {', '.join(missing)}")
+        report["au_fidelity_video"] = video_au_fidelity(options, sources, video_frames)
     try:
         report["identity_dlib"] = identity_distance(model, clips)
     except ImportError:

@@ -266,8 +266,8 @@ def test_a_closed_eye_gets_a_lid_and_a_lash_line() -> None:
 
 
 def test_the_edit_gain_scales_asked_changes_only() -> None:
-    """An edit's change goes through the motion ``edit_gain`` times (within the AUs' 0-5 range); a transfer's (a
-    reading) and no change do not."""
+    """An edit's change goes through the motion ``edit_gain`` times (up to each AU's ceiling, 5 unless the config
+    says otherwise); a transfer's (a reading) and no change do not."""
     crop, landmarks, aus = random_inputs()
     plain = Generator(SMALL).eval()
     with torch.no_grad():
@@ -293,6 +293,15 @@ def test_the_edit_gain_scales_asked_changes_only() -> None:
         assert torch.equal(gained(crop, landmarks, aus, aus, asked=True)["flow"], torch.zeros_like(asked["flow"]))
     # The gain travels with the weights' config.
     assert GeneratorConfig.from_json(gained.config.to_json()).edit_gain == gain
+    # A ceiling past 5 lets the gained target follow: 4 + 2.5 x 1 held at 6 instead.
+    ceiling = [5.0] * len(AU_NAMES)
+    ceiling[k] = 6.0
+    gained.reconfigure(edit_ceiling=ceiling)
+    stronger[:, k] = torch.tensor([3.5, 6.0])
+    with torch.no_grad():
+        assert torch.allclose(gained(crop, landmarks, aus, target, asked=True)["moves"],
+                              plain(crop, landmarks, aus, stronger)["moves"], atol=1e-6)
+    assert GeneratorConfig.from_json(gained.config.to_json()).edit_ceiling == ceiling
 
 
 def test_the_texture_strength_scales_the_texture_steps_share_only() -> None:
@@ -461,3 +470,37 @@ def test_targets_set_add_preset_and_ramp() -> None:
     assert parse_preset("sad:0.7") == ("sad", 0.7)
     with pytest.raises(ValueError, match="happy"):
         parse_preset("joyful")
+
+
+def test_the_edit_ceiling_reaches_as_far_as_the_data_moved() -> None:
+    """A clip whose frames read AU26 4.5 moved their jaw landmarks as far as the field does at a change of 6: the
+    jaw's ceiling comes out 6 (from the clip's rest, read 0). AUs with no frames read that high, or whose frames
+    moved less than their field at 5, keep 5."""
+    from reenact.train.dataset import PreparedClip
+    from reenact.train.gain import fit_edit_ceiling
+
+    model = Generator(SMALL)
+    jaw, brow = AU_NAMES.index("AU26"), AU_NAMES.index("AU01")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        model.motion.basis.zero_()
+        model.motion.basis[jaw, 300:340, 1] = -0.05 * (1 + torch.rand(40, generator=g))  # the chin's drop per 5
+        model.motion.basis[brow, 10:40, 1] = 0.04
+    field = model.motion.basis.detach().numpy()
+    size, frames = 64, 40
+    rest = np.random.default_rng(0).uniform(10, 54, (478, 2)).astype(np.float32)
+    aus = np.zeros((frames, len(AU_NAMES)), np.float32)
+    aus[20:, jaw] = 4.5
+    aus[20:, brow] = 4.5  # read high, but the brows did not move
+    landmarks = np.repeat(rest[None], frames, axis=0)
+    landmarks[20:] -= field[jaw] * (6.0 / 5.0) * (size / 2)  # a landmark lands at p - move (crop pixels)
+    zeros = np.zeros(frames, np.float32)
+    clip = PreparedClip("c", "c.mp4", "someone", 25.0, np.zeros((frames, size, size, 3), np.uint8), zeros.astype(int),
+                        zeros, aus, np.zeros((frames, 52), np.float16), landmarks, np.zeros((frames, 3), np.float32),
+                        np.full((frames, len(AU_NAMES)), np.nan, np.float32))
+    lines: list[dict] = []
+    ceiling = fit_edit_ceiling(model, [clip], log=lines.append)
+    assert ceiling[jaw] == pytest.approx(6.0, abs=1e-3) and model.config.edit_ceiling == ceiling
+    assert [c for i, c in enumerate(ceiling) if i != jaw] == [5.0] * (len(AU_NAMES) - 1)
+    assert [(line["au"], line["ceiling"]) for line in lines] == [("AU01", 5.0), ("AU26", 6.0)]
+    assert lines[0]["reaches"] == pytest.approx(0.0, abs=1e-3)

@@ -58,6 +58,11 @@ class GeneratorConfig:
     # motion that goes with a *read* change of one unit, which is less than what goes with an exact one; fitted so
     # that reenact's reader sees the asked-for change on training people (``reenact train --phase gain``).
     edit_gain: list[float] | None = None
+    # Per AU, the highest target a gained edit may ask of the motion (None: 5, the top of the AU scale, for each).
+    # A field fitted on readings moves less at a reading of 5 than faces read that high did, so where training
+    # frames were read near the top, the ceiling is the reading at which the field reaches their motion
+    # (``reenact.train.gain.fit_edit_ceiling``): a jaw drop may open as far as the data's widest, no further.
+    edit_ceiling: list[float] | None = None
     # What a warp cannot show (``reenact.model.paint``; with ``close_gaps`` only): a mouth opened wider than the
     # source's keeps what it showed at its size (no stretched teeth) and gets an interior where the source showed
     # none; a closed eye gets a lid and a lash line instead of the squeezed eye.
@@ -115,9 +120,10 @@ class MotionNet(nn.Module):
         ``pose_change``: (B, 3) degrees of pitch, yaw and roll to add to the head's (models with ``n_pose``).
         ``asked``: the target is asked for, not read from a face, so the change is scaled by ``edit_gain``."""
         if asked and self.config.edit_gain is not None:
-            # Within the AUs' 0-5 range: a linear field is not extrapolated past anything the data showed.
+            # Within the range the data showed (0 to each AU's ceiling): a linear field is not extrapolated past it.
             gain = target_aus.new_tensor(self.config.edit_gain)
-            target_aus = (source_aus + (target_aus - source_aus) * gain).clamp(0.0, 5.0)
+            ceiling = target_aus.new_tensor(self.config.edit_ceiling or [AU_SCALE] * target_aus.shape[-1])
+            target_aus = torch.minimum(source_aus + (target_aus - source_aus) * gain, ceiling).clamp(min=0.0)
         n = landmarks.shape[0]
         x = torch.cat([
             torch.cat([landmarks, landmarks]).flatten(1),

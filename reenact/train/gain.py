@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from reenact.face.aus import AU_NAMES
-from reenact.model.networks import Generator
+from reenact.model.networks import AU_SCALE, Generator
 from reenact.train.dataset import PreparedClip
 from reenact.train.pairs import PairSampler
 
@@ -31,6 +31,40 @@ UNCOVERING_AUS = ("AU05", "AU10", "AU25")
 # AU02 hardly reads (0.28 of a request at gain 2), so a fit of each alone pushed the pair past what shows more.
 FITTED_GROUPS: tuple[tuple[str, ...], ...] = (("AU01", "AU02"),) + tuple(
     (name,) for name in AU_NAMES if name not in UNCOVERING_AUS + ("AU01", "AU02"))
+
+
+def fit_edit_ceiling(model: Generator, clips: list[PreparedClip], top: float = 4.0, min_frames: int = 20,
+                     log: Callable[[dict], None] = print) -> list[float]:
+    """Set ``model``'s ``edit_ceiling`` and return it: per AU, the reading at which its field moves its landmarks as
+    far as the training frames read ``top`` or more moved them; 5 for an AU with fewer than ``min_frames`` such
+    frames (the data shows nothing past the scale's top) and never under 5. A frame's motion is measured against
+    the mean of its clip's frames read in that clip's lowest fifth, projected onto the field over the landmarks
+    it moves most (the top fifth), so other AUs' motion elsewhere on the face does not count."""
+    basis = model.motion.basis.detach().cpu().numpy().astype(np.float64)  # (AUs, N, 2), per change / AU_SCALE
+    ceiling = [AU_SCALE] * len(AU_NAMES)
+    for k, name in enumerate(AU_NAMES):
+        size = np.linalg.norm(basis[k], axis=1)
+        if not size.any():
+            continue
+        strongest = size >= np.percentile(size[size > 0], 80)
+        field = basis[k][strongest].ravel()
+        readings: list[np.ndarray] = []
+        for clip in clips:
+            read = clip.aus[:, k]
+            high = read >= top
+            if not high.any():
+                continue
+            low = read <= np.percentile(read, 20)
+            points = clip.landmarks[:, strongest] / (clip.crops.shape[1] / 2)  # crop pixels -> normalised
+            moves = (points[low].mean(axis=0) - points[high]).reshape(int(high.sum()), -1)  # content from - lands at
+            readings.append(read[low].mean() + AU_SCALE * (moves @ field) / (field @ field))
+        if sum(map(len, readings)) >= min_frames:
+            reaches = float(np.mean(np.concatenate(readings)))
+            ceiling[k] = max(AU_SCALE, reaches)
+            log({"au": name, "reaches": round(reaches, 2), "ceiling": round(ceiling[k], 2),
+                 "frames": int(sum(map(len, readings)))})
+    model.reconfigure(edit_ceiling=ceiling)
+    return ceiling
 
 
 def fit_edit_gain(model: Generator, clips: list[PreparedClip], faces: int = 48, seed: int = 23, step: float = 2.0,

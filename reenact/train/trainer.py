@@ -243,7 +243,7 @@ def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch
 
 def _fit_gain(model: Generator, clips: list[PreparedClip], val_batch: PairBatch, out: Path, device: torch.device,
               options: TrainOptions) -> TrainReport:
-    from reenact.train.gain import fit_edit_gain
+    from reenact.train.gain import fit_edit_ceiling, fit_edit_gain
 
     started = time.perf_counter()
     model.eval()
@@ -256,6 +256,7 @@ def _fit_gain(model: Generator, clips: list[PreparedClip], val_batch: PairBatch,
                 distance = IdentityMeter().distance
             except ImportError as exc:
                 raise ValueError(f"--identity-budget needs dlib: pip install 'reenact[eval]' ({exc})") from None
+        fit_edit_ceiling(model, clips, log=lambda line: print(json.dumps(line), file=log, flush=True))
         fit_edit_gain(model, clips, seed=options.seed + 23, log=lambda line: print(json.dumps(line), file=log, flush=True),
                       distance=distance, budget=options.identity_budget or 0.0)
         validation = validate(model, val_batch, device)
