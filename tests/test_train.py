@@ -152,6 +152,8 @@ def test_the_default_model_closes_eyes_as_the_reader_sees_them(tiny_dataset: Pat
         assert row["faces"] >= 10
         assert row["others_largest_mean_change_au"] not in name.split("+")
         assert row["others_largest_mean_change"] <= row["others_max_change"]
+        assert row["independent_largest_mean_change"] <= row["others_largest_mean_change"]
+        assert row["independent_largest_mean_change_au"] not in row["coupled"] + name.split("+")
 
 
 def test_the_edit_gain_makes_the_reader_see_more_of_an_asked_change(tiny_dataset: Path) -> None:
