@@ -215,13 +215,14 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
     return results
 
 
-def video_au_fidelity(options: GeneratorOptions, videos: list[Path], frames: int = 48,
+def video_au_fidelity(options: GeneratorOptions, videos: dict[Path, str], frames: int = 48,
                       tracking: TrackingOptions | None = None) -> dict[str, dict]:
     """Per single-AU edit, ``reenact edit``'s pipeline run on the first ``frames`` frames of each video at the
     video's own resolution (tracked, aligned, edited with time smoothing, pasted back; not encoded), and the
     edited frames read by reenact's AU reader with a tracker of their own, as ``reenact aus`` reads a video: the
-    share of the request that shows against the source frames' reading (the pipeline's), per video and over all,
-    and per other AU its mean absolute change (the largest, and which AU it is)."""
+    share of the request that shows against the source frames' reading (the pipeline's), per video, and over all
+    with each person (``videos`` maps each video to whose it is) counting once, as the other AU figures do; and
+    per other AU its mean absolute change, likewise (the largest, and which AU it is)."""
     from itertools import islice
 
     from reenact.api import TrackingOptions as Tracking
@@ -237,9 +238,10 @@ def video_au_fidelity(options: GeneratorOptions, videos: list[Path], frames: int
         others = [i for i in range(len(AU_NAMES)) if i not in edited]
         target = ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items()))
         per_video: dict[str, float] = {}
-        changes: list[np.ndarray] = []
-        for video in videos:
-            shares = []
+        by_person: dict[str, tuple[list[float], list[np.ndarray]]] = {}
+        for video, person in videos.items():
+            shares, changes = by_person.setdefault(person, ([], []))
+            counted = len(shares)
             with VideoReader(video) as reader, FaceTracker(tracking.face_model, tracking.face) as source_tracker, \
                     FaceTracker(tracking.face_model, tracking.face) as output_tracker:
                 stages = [TrackStage(source_tracker), AlignStage(FaceAligner(tracking.crop_size)),
@@ -252,16 +254,18 @@ def video_au_fidelity(options: GeneratorOptions, videos: list[Path], frames: int
                     if asked[edited].sum() < 0.5:  # already near the top of the scale: nothing to ask
                         continue
                     moved = blendshapes_to_aus(face.blendshapes) - state.aus
-                    shares.append(moved[edited].sum() / asked[edited].sum())
+                    shares.append(float(moved[edited].sum() / asked[edited].sum()))
                     changes.append(np.abs(moved[others]))
-            per_video[str(video)] = float(np.mean(shares)) if shares else float("nan")
-        per_au = np.mean(changes, axis=0)
+            per_video[str(video)] = float(np.mean(shares[counted:])) if len(shares) > counted else float("nan")
+        people = [p for p, (shares, _) in by_person.items() if shares]
+        per_au = np.mean([np.mean(by_person[p][1], axis=0) for p in people], axis=0)
         results[name] = {
-            "share_of_request": float(np.nanmean(list(per_video.values()))),
+            "share_of_request": float(np.mean([np.mean(by_person[p][0]) for p in people])),
             "per_video": per_video,
             "others_largest_mean_change": float(per_au.max()),
             "others_largest_mean_change_au": AU_NAMES[others[int(per_au.argmax())]],
-            "frames": len(changes),
+            "frames": sum(len(by_person[p][0]) for p in people),
+            "people": len(people),
         }
     return results
 
@@ -342,7 +346,7 @@ def evaluate(
     report["self_reenactment_pose_matched"] = vars(self_reenactment(model, clips, pairs, max_pose_change=2.0))
     report["au_fidelity"] = au_fidelity(model, clips, faces)
     if video_frames:
-        sources = sorted({Path(c.source) for c in clips})
+        sources = {Path(c.source): c.identity for c in sorted(clips, key=lambda c: c.source)}
         missing = [str(p) for p in sources if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"--videos needs the clips' source videos; not found: {', '.join(missing)}")

@@ -228,9 +228,11 @@ def test_edits_are_measured_through_the_pipeline_on_a_video(shared_data: Path) -
     from reenact.evaluate import SINGLE_AU_EDITS, video_au_fidelity
 
     video = shared_data / "train" / "video-retalking" / "3.mp4"
-    gained = video_au_fidelity(GeneratorOptions(), [video], frames=8)
+    gained = video_au_fidelity(GeneratorOptions(), {video: "someone"}, frames=8)
     assert list(gained) == [name for name, _ in SINGLE_AU_EDITS]
-    assert gained["AU12"]["frames"] == 8 and gained["AU12"]["share_of_request"] > 0.4
+    assert gained["AU12"]["frames"] == 8 and gained["AU12"]["people"] == 1
+    assert gained["AU12"]["share_of_request"] > 0.4
+    assert gained["AU12"]["share_of_request"] == pytest.approx(gained["AU12"]["per_video"][str(video)])
     assert gained["AU12"]["others_largest_mean_change_au"] != "AU12"
-    plain = video_au_fidelity(GeneratorOptions(edit_gain=False), [video], frames=8)
+    plain = video_au_fidelity(GeneratorOptions(edit_gain=False), {video: "someone"}, frames=8)
     assert gained["AU04"]["share_of_request"] > plain["AU04"]["share_of_request"] + 0.1
