@@ -45,6 +45,12 @@ SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (
 )
 
 
+def edited_and_others(change: dict[str, float]) -> tuple[list[int], list[int]]:
+    """The AU_NAMES positions of a single-AU edit's AUs, and of every other AU."""
+    edited = [AU_NAMES.index(au) for au in change]
+    return edited, [i for i in range(len(AU_NAMES)) if i not in edited]
+
+
 def edit_targets(aus: np.ndarray, presets: bool = True) -> list[tuple[str, np.ndarray]]:
     """(name, target AUs) for each single-AU edit (and each preset) of the rows of ``aus``, built by the same
     ExpressionTarget that ``reenact edit`` uses."""
@@ -194,8 +200,7 @@ def au_fidelity(model: Generator, clips: list[PreparedClip], faces: int = 48, se
             after = measure_aus(tracker, generate_outputs(model, batch, target, asked=True, pasted=True))
             moved = after - before
             ok = ~np.isnan(moved).any(axis=1)
-            edited = [AU_NAMES.index(au) for au in change]
-            others = [i for i in range(len(AU_NAMES)) if i not in edited]
+            edited, others = edited_and_others(change)
             coupled = sorted({AU_NAMES.index(c) for au in change for c in coupled_aus(au)} - set(edited))
             independent = [i for i in others if i not in coupled]
             share = (moved[ok][:, edited].sum(axis=1) / np.maximum(asked[ok][:, edited].sum(axis=1), 1e-3))
@@ -234,8 +239,7 @@ def video_au_fidelity(options: GeneratorOptions, videos: dict[Path, str], frames
     tracking = tracking or Tracking()
     results: dict[str, dict] = {}
     for name, change in SINGLE_AU_EDITS:
-        edited = [AU_NAMES.index(au) for au in change]
-        others = [i for i in range(len(AU_NAMES)) if i not in edited]
+        edited, others = edited_and_others(change)
         target = ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items()))
         per_video: dict[str, float] = {}
         by_person: dict[str, tuple[list[float], list[np.ndarray]]] = {}

@@ -58,11 +58,11 @@ def fit_edit_ceiling(model: Generator, clips: list[PreparedClip], top: float = 4
             points = clip.landmarks[:, strongest] / (clip.crops.shape[1] / 2)  # crop pixels -> normalised
             moves = (points[low].mean(axis=0) - points[high]).reshape(int(high.sum()), -1)  # content from - lands at
             readings.append(read[low].mean() + AU_SCALE * (moves @ field) / (field @ field))
-        if sum(map(len, readings)) >= min_frames:
+        high_frames = sum(map(len, readings))
+        if high_frames >= min_frames:
             reaches = float(np.mean(np.concatenate(readings)))
             ceiling[k] = max(AU_SCALE, reaches)
-            log({"au": name, "reaches": round(reaches, 2), "ceiling": round(ceiling[k], 2),
-                 "frames": int(sum(map(len, readings)))})
+            log({"au": name, "reaches": round(reaches, 2), "ceiling": round(ceiling[k], 2), "frames": high_frames})
     model.reconfigure(edit_ceiling=ceiling)
     return ceiling
 

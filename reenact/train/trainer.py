@@ -256,9 +256,10 @@ def _fit_gain(model: Generator, clips: list[PreparedClip], val_batch: PairBatch,
                 distance = IdentityMeter().distance
             except ImportError as exc:
                 raise ValueError(f"--identity-budget needs dlib: pip install 'reenact[eval]' ({exc})") from None
-        fit_edit_ceiling(model, clips, log=lambda line: print(json.dumps(line), file=log, flush=True))
-        fit_edit_gain(model, clips, seed=options.seed + 23, log=lambda line: print(json.dumps(line), file=log, flush=True),
-                      distance=distance, budget=options.identity_budget or 0.0)
+        write = lambda line: print(json.dumps(line), file=log, flush=True)  # noqa: E731
+        fit_edit_ceiling(model, clips, log=write)
+        fit_edit_gain(model, clips, seed=options.seed + 23, log=write, distance=distance,
+                      budget=options.identity_budget or 0.0)
         validation = validate(model, val_batch, device)
         print(json.dumps({"step": 0, "seconds": round(time.perf_counter() - started, 1),
                           **{k: round(v, 3) for k, v in validation.items()}}), file=log)
