@@ -20,6 +20,7 @@ from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
 from reenact.model.networks import Generator, denormalise, normalise, warp
 from reenact.model.presets import PRESETS
+from reenact.pipeline import EditedCrop
 from reenact.smoothing import OneEuroFilter
 
 _EDIT = re.compile(r"^\s*([A-Za-z]*\d+)\s*=\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
@@ -162,21 +163,30 @@ class GeneratorEditor:
         if not change and float(flow.abs().max()) * size / 2 < _STILL_FLOW:
             return crop  # unchanged: the pipeline skips pasting it back
         image = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].contiguous().float().div_(255)
-        painted = None
+        painted = reference = None
         if change:
             result = self.model(image, landmarks, src, tgt, flow=flow, moves=moves)
             output, painted = result["output"], result["painted"]
+            reference = _rgb8(result["warped"])  # what the texture step started from: the colour match's reference
         else:  # the texture step adds nothing without an AU change (its mask is scaled by the change)
             output = warp(image, flow)
             if self.model.paints:  # a mouth still closing after an edit keeps its interior (and an eye its lid)
+                reference = _rgb8(output)
                 output, painted = self.model.paint(output, image, landmarks, moves)
-        # Both outputs lie in [0, 1] (the generator's is clamped; a bilinear warp of [0, 1] stays there, but for
-        # rounding, which the truncation below absorbs), so no clamp is needed before rounding to 8 bits.
-        edited = output[0].mul_(255).add_(0.5).permute(1, 2, 0).byte().cpu().numpy()
         # The paste-back mask covers where the landmarks were and where they went, so a dropped jaw is not cut off;
-        # where the crop is painted, the frame's own detail goes too (paste_back's ``replaced``).
+        # where the crop is painted, the frame's own detail goes too (paste_back's ``replaced``). Its colour match
+        # compares the edit with the warped source: with the source itself, the texture the warp moved reads as
+        # lost contrast. A warp alone is its own reference.
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
-        return edited, denormalise((landmarks - moves)[0].cpu().numpy(), size), replaced
+        edited = _rgb8(output)
+        return EditedCrop(edited, denormalise((landmarks - moves)[0].cpu().numpy(), size), replaced,
+                          edited if reference is None else reference)
+
+
+def _rgb8(image: torch.Tensor) -> np.ndarray:
+    """The first of (B, 3, H, W) images in [0, 1] as an (H, W, 3) uint8 array. The generator's output is clamped to
+    [0, 1] and a bilinear warp of [0, 1] stays there but for rounding, which the truncation absorbs: no clamp."""
+    return image[0].mul(255).add_(0.5).permute(1, 2, 0).byte().cpu().numpy()
 
 
 def _fill_gaps(t: np.ndarray, rows: list[np.ndarray | None]) -> np.ndarray:

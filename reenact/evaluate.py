@@ -142,7 +142,8 @@ def generate_outputs(model: Generator, batch: PairBatch, target_aus: np.ndarray,
         out = result["output"].numpy()
         if pasted:
             out = pasted_into_sources(batch.image_a[s], out, batch.landmarks_a[s], result["moves"].numpy(),
-                                      None if result["painted"] is None else result["painted"][:, 0].numpy())
+                                      None if result["painted"] is None else result["painted"][:, 0].numpy(),
+                                      result["warped"].numpy())
         outs.append(out)
     return np.concatenate(outs)
 
@@ -155,9 +156,10 @@ def crop_rgb8(image: np.ndarray, size: int | None = None) -> np.ndarray:
 
 
 def pasted_into_sources(sources: np.ndarray, outputs: np.ndarray, landmarks: np.ndarray, moves: np.ndarray,
-                        painted: np.ndarray | None = None) -> np.ndarray:
+                        painted: np.ndarray | None = None, warped: np.ndarray | None = None) -> np.ndarray:
     """(N, 3, S, S) outputs put back into their (N, 3, S, S) source crops by ``paste_back`` with the pipeline's
-    mask; ``landmarks`` and ``moves`` (N, 478, 2) normalised, ``painted`` (N, S, S) or None."""
+    mask; ``landmarks`` and ``moves`` (N, 478, 2) normalised, ``painted`` (N, S, S) or None; ``warped`` (N, 3, S, S),
+    the sources as warped, which the colour match compares the outputs with (as the pipeline does), or None."""
     size = sources.shape[-1]
     in_place = Alignment(np.eye(2, 3), size)  # the crop is its own frame
     result = np.empty_like(outputs)
@@ -165,7 +167,8 @@ def pasted_into_sources(sources: np.ndarray, outputs: np.ndarray, landmarks: np.
         frame = crop_rgb8(source)
         mask = edit_mask(denormalise(landmarks[i], size), denormalise(landmarks[i] - moves[i], size), size)
         image = paste_back(frame, crop_rgb8(output), frame, in_place, mask,
-                           replaced=None if painted is None else painted[i])
+                           replaced=None if painted is None else painted[i],
+                           reference=None if warped is None else crop_rgb8(warped[i]))
         result[i] = image.transpose(2, 0, 1).astype(np.float32) / 255
     return result
 

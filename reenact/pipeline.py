@@ -146,13 +146,21 @@ def stream(
 # --- The face stages. Each is a callable on FrameState, run in its own thread by ``stream``. ---
 
 
+@dataclasses.dataclass(frozen=True)
+class EditedCrop:
+    """An edited crop with what its paste-back needs to know beyond the pixels."""
+
+    image: np.ndarray  # (S, S, 3) uint8, the aligned crop's size
+    moved: np.ndarray | None = None  # (478, 2) where the landmarks moved to, crop pixels: the mask covers both places
+    replaced: np.ndarray | None = None  # (S, S) where the crop is new content: the frame's own detail goes there too
+    reference: np.ndarray | None = None  # (S, S, 3) the source warped as the edit warped it: what the colour match
+    # compares the edit with (the same content in the same place); None compares with the crop as it was
+
+
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
-# size, or (edited crop, where the landmarks moved to in the crop, where the crop is new content or None) so that
-# the paste-back mask covers both and the frame's own detail is dropped under new content. Giving back the very crop
-# it was handed (the same array) says it changed nothing, and the frame is left as it is.
-CropEditor = Callable[
-    [np.ndarray, FaceObservation, Alignment, float], "np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray | None]"
-]
+# size, or an EditedCrop. Giving back the very crop it was handed (the same array) says it changed nothing, and the
+# frame is left as it is.
+CropEditor = Callable[[np.ndarray, FaceObservation, Alignment, float], "np.ndarray | EditedCrop"]
 
 
 @dataclasses.dataclass
@@ -213,12 +221,11 @@ class EditPasteStage:
         edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
         if edited is state.crop:
             return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
-        moved = replaced = None
-        if isinstance(edited, tuple):
-            edited, moved, replaced = edited
-        mask = edit_mask(state.alignment.to_crop(state.face.xy), moved, state.alignment.crop_size)
-        image = paste_back(state.frame.image, edited, state.crop, state.alignment, mask, color_match=self.color_match,
-                           replaced=replaced)
+        if not isinstance(edited, EditedCrop):
+            edited = EditedCrop(edited)
+        mask = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, state.alignment.crop_size)
+        image = paste_back(state.frame.image, edited.image, state.crop, state.alignment, mask,
+                           color_match=self.color_match, replaced=edited.replaced, reference=edited.reference)
         state.frame = dataclasses.replace(state.frame, image=image)
         return state
 

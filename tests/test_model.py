@@ -19,6 +19,7 @@ from reenact.model.networks import (
     GAP_CONTOURS, Generator, GeneratorConfig, close_gaps, fit_through, normalise, sample_at, splat, warp,
 )
 from reenact.model.presets import PRESETS, parse_preset
+from reenact.pipeline import EditedCrop
 from reenact.train.losses import landmark_motion_loss
 
 SMALL = GeneratorConfig(motion_width=64, motion_channels=16, texture_channels=8)
@@ -365,7 +366,7 @@ def test_a_transfer_can_follow_the_driving_head() -> None:
         follow = GeneratorEditor(model, target, smooth=False, head_turn=track.turn)
         assert keep(crop, face, alignment, 0.75) is crop  # the AUs do not change
         assert follow(crop, face, alignment, 0.0) is crop  # nor does the head, at its usual pose
-        edited, _, _ = follow(crop, face, alignment, 0.75)
+        edited = follow(crop, face, alignment, 0.75).image
     finally:
         torch.set_num_threads(threads)
     assert np.abs(edited.astype(int) - crop).mean() > 1
@@ -413,11 +414,13 @@ def test_the_editor_runs_no_network_where_nothing_changes() -> None:
         results = [editor(crop, face, alignment, i / 25) for i in range(100)]
     finally:
         torch.set_num_threads(threads)
-    assert all(isinstance(r, tuple) for r in results[:10])  # edited, with the moved landmarks
+    assert all(isinstance(r, EditedCrop) and r.moved is not None for r in results[:10])  # edited, landmarks moved
+    # The colour match's reference: the crop as warped, without the texture step's residual.
+    assert all(r.reference.shape == crop.shape and not np.array_equal(r.reference, crop) for r in results[:10])
     after = results[13:]
     settled = next(i for i, r in enumerate(after) if r is crop)
     assert 0 < settled < 50 and all(r is crop for r in after[settled:])
-    assert all(isinstance(r, tuple) and r[0] is not crop for r in after[:settled])  # warped only, moves settling
+    assert all(isinstance(r, EditedCrop) and r.image is not crop for r in after[:settled])  # warped only, settling
 
 
 def test_normalised_coordinates_match_pixel_centres() -> None:

@@ -425,14 +425,10 @@ def _robust_gain_offset(orig: np.ndarray, edit: np.ndarray) -> tuple[float, floa
     return gain, offset
 
 
-def _matched_difference(
-    edited: np.ndarray, original: np.ndarray, mask: np.ndarray, color_match: bool
-) -> np.ndarray:
-    """edited - original as float32, after mapping edited's global colour onto original's."""
-    # OpenCV's arithmetic (a few times faster than NumPy's here, same float32 operations) takes uint8 and float32.
-    e, o = (a if a.dtype in (np.uint8, np.float32) else a.astype(np.float32) for a in (edited, original))
-    if not color_match:
-        return cv2.subtract(e, o, dtype=cv2.CV_32F)
+def colour_drift(edited: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> list[tuple[float, float]]:
+    """Per channel, (gain, offset) of edited ~= gain * reference + offset, fitted robustly (the pixels an edit
+    really changed are outliers) on the crops' pixels where ``mask`` >= 0.5; [] with too few pixels to fit on.
+    The fit compares the two pixel by pixel, so the reference must show the same content in the same place."""
     # The fit needs only a few thousand pixels: sample the crop inside the mask on a regular grid, and of
     # that every other pixel in a checkerboard pattern (3,000-10,000 pixels; about 6,000 of a 256 crop's face).
     inside = mask >= 0.5
@@ -441,9 +437,21 @@ def _matched_difference(
     inside[::2, 1::2] = False
     inside[1::2, ::2] = False
     # (channels, samples), each channel contiguous
-    oi = np.ascontiguousarray(o[::step, ::step][inside].T, dtype=np.float32)
-    ei = np.ascontiguousarray(e[::step, ::step][inside].T, dtype=np.float32)
-    fits = [_robust_gain_offset(oi[c], ei[c]) for c in range(e.shape[2])] if oi.shape[1] >= 64 else []
+    ri = np.ascontiguousarray(reference[::step, ::step][inside].T, dtype=np.float32)
+    ei = np.ascontiguousarray(edited[::step, ::step][inside].T, dtype=np.float32)
+    return [_robust_gain_offset(ri[c], ei[c]) for c in range(edited.shape[2])] if ri.shape[1] >= 64 else []
+
+
+def _matched_difference(
+    edited: np.ndarray, original: np.ndarray, mask: np.ndarray, color_match: bool, reference: np.ndarray | None = None
+) -> np.ndarray:
+    """edited - original as float32, after mapping edited's global colour onto ``reference``'s (original's when
+    None)."""
+    # OpenCV's arithmetic (a few times faster than NumPy's here, same float32 operations) takes uint8 and float32.
+    e, o = (a if a.dtype in (np.uint8, np.float32) else a.astype(np.float32) for a in (edited, original))
+    if not color_match:
+        return cv2.subtract(e, o, dtype=cv2.CV_32F)
+    fits = colour_drift(e, o if reference is None else reference, mask)
     if all(g == 1.0 and b == 0.0 for g, b in fits):
         return cv2.subtract(e, o, dtype=cv2.CV_32F)  # nothing to correct (or to fit on): keep the difference exact
     # Corrected edited = (edited - offset) / gain, minus original.
@@ -460,6 +468,7 @@ def paste_back(
     mask: np.ndarray,
     color_match: bool = True,
     replaced: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Put an edited crop back into the frame at the frame's own resolution.
 
@@ -476,10 +485,14 @@ def paste_back(
         mask: (S, S) float mask in [0, 1], e.g. from face_mask.
         color_match: first map edited's global per-channel gain and offset (robustly fitted inside the
             mask, ignoring the pixels the edit changed) onto original's, so a generator's colour drift
-            does not show as a seam. The identity when edited == original.
+            does not show as a seam. The identity when edited == original (or == reference).
         replaced: (S, S) float in [0, 1], where the edited crop is new content rather than the original's moved
             (a painted mouth interior or lid). There the frame's own fine detail, which the difference would keep
             (a catchlight or the eye's outline showing through a painted lid), is dropped as well.
+        reference: (S, S, 3) what the colour match fits edited to, pixel by pixel, in place of original: for a
+            warp-then-texture edit, the warped original, which shows the same content in the same place. Fitted
+            against the original itself, the texture a warp moved reads as lost contrast (a fitted gain of 0.59-0.79
+            on surprised faces, lower the stronger the warp), and undoing it overdrew the edited face.
 
     Returns:
         A new uint8 frame.
@@ -491,7 +504,11 @@ def paste_back(
     edited = _check_image(edited_crop, "edited_crop")
     original = _check_image(original_crop, "original_crop")
     m = np.asarray(mask, dtype=np.float32)
-    for name, arr in (("edited_crop", edited), ("original_crop", original), ("mask", m)):
+    crops = [("edited_crop", edited), ("original_crop", original), ("mask", m)]
+    if reference is not None:
+        reference = _check_image(reference, "reference")
+        crops.append(("reference", reference))
+    for name, arr in crops:
         if arr.shape[:2] != (size, size):
             raise ValueError(f"{name} must be {size}x{size}, got {arr.shape[:2]}")
     if m.ndim != 2:
@@ -525,7 +542,8 @@ def paste_back(
 
     sub_mask = m[cy0:cy1, cx0:cx1]
     diff = _matched_difference(
-        edited[cy0:cy1, cx0:cx1], original[cy0:cy1, cx0:cx1], sub_mask, color_match
+        edited[cy0:cy1, cx0:cx1], original[cy0:cy1, cx0:cx1], sub_mask, color_match,
+        None if reference is None else reference[cy0:cy1, cx0:cx1],
     )
     if sigma > 0.0:
         diff = cv2.GaussianBlur(diff, (0, 0), sigma)
