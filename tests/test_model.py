@@ -475,6 +475,19 @@ def test_targets_set_add_preset_and_ramp() -> None:
         parse_preset("joyful")
 
 
+def test_a_preset_takes_away_what_contradicts_it_and_keeps_speech() -> None:
+    """A smiling, talking face made sad loses its smile but keeps its mouth's opening; a frowning one made happy
+    loses its frown."""
+    face = dict.fromkeys(AU_NAMES, 0.5) | {"AU12": 3.0, "AU25": 2.0, "AU26": 1.5, "AU04": 2.0}
+    source = np.array([face[name] for name in AU_NAMES], np.float32)
+    sad, happy = (dict(zip(AU_NAMES, ExpressionTarget(preset=p)(source, 0.0))) for p in ("sad", "happy"))
+    assert sad["AU12"] == 0.0 and sad["AU15"] == 2.5 and (sad["AU25"], sad["AU26"]) == (2.0, 1.5)
+    assert happy["AU04"] == 0.0 and happy["AU12"] == 3.0 and happy["AU26"] == 1.5
+    for name, prototype in PRESETS.items():  # every emotion but neutral leaves the jaw to the face
+        if name != "neutral":
+            assert "AU26" in prototype or dict(zip(AU_NAMES, ExpressionTarget(preset=name)(source, 0.0)))["AU26"] == 1.5
+
+
 def test_the_edit_ceiling_reaches_as_far_as_the_data_moved() -> None:
     """A clip whose frames read AU26 4.5 moved their jaw landmarks as far as the field does at a change of 6: the
     jaw's ceiling comes out 6 (from the clip's rest, read 0). AUs with no frames read that high, or whose frames
