@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from reenact.api import GeneratorOptions, TrackingOptions
-from reenact.editing import AUEdit, ExpressionTarget
-from reenact.evaluate import SINGLE_AU_EDITS
+from reenact.evaluate import expression_targets
 from reenact.face.align import FaceAligner, colour_drift, edit_mask
 from reenact.face.tracker import FaceTracker
-from reenact.model.presets import PRESETS
 from reenact.pipeline import AlignStage, EditedCrop, FrameState, TrackStage
 from reenact.video import VideoReader
 
@@ -56,9 +54,7 @@ def main() -> None:
     videos = sorted({clip["source"] for clip in index["clips"] if clip["identity"] in people})
     tracking = TrackingOptions()
     states = first_faces(videos, tracking)
-    edits = [(name, ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items())))
-             for name, change in SINGLE_AU_EDITS]
-    edits += [(name, ExpressionTarget(preset=name)) for name in PRESETS if name != "neutral"]
+    edits = [(name, target) for name, target in expression_targets() if name != "neutral"]
     generator = GeneratorOptions(args.model, smooth=False, device="cpu")
     print(f"{len(states)} held-out clips' first frames, {tracking.crop_size}² crops")
     print(f"{'edit':10s} {'against the source: gain (lowest), change':>44s}   {'against the warped source':>32s}")
@@ -70,10 +66,10 @@ def main() -> None:
             edited = editor(state.crop, state.face, state.alignment, 0.0)
             if not isinstance(edited, EditedCrop):  # nothing to change on this face
                 continue
-            inside = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, tracking.crop_size) >= 0.5
+            mask = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, tracking.crop_size)
             for reference in (state.crop, edited.reference):
-                fits = colour_drift(edited.image, reference, inside.astype(np.float32))
-                figures.append((np.mean([g for g, _ in fits]), correction(edited.image, fits, inside)))
+                fits = colour_drift(edited.image, reference, mask)
+                figures.append((np.mean([g for g, _ in fits]), correction(edited.image, fits, mask >= 0.5)))
         source, warped = np.array(figures[0::2]), np.array(figures[1::2])
         row = {"edit": name, "frames": len(source)}
         for label, figures_of in (("source", source), ("warped", warped)):

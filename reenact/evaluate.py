@@ -33,6 +33,7 @@ from reenact.train.pairs import PairBatch, PairSampler
 
 if TYPE_CHECKING:
     from reenact.api import GeneratorOptions, TrackingOptions
+    from reenact.editing import ExpressionTarget
 
 # The single-AU edits the acceptance asks about: (name, {AU: change}).
 SINGLE_AU_EDITS: tuple[tuple[str, dict[str, float]], ...] = (
@@ -51,19 +52,25 @@ def edited_and_others(change: dict[str, float]) -> tuple[list[int], list[int]]:
     return edited, [i for i in range(len(AU_NAMES)) if i not in edited]
 
 
-def edit_targets(aus: np.ndarray, presets: bool = True) -> list[tuple[str, np.ndarray]]:
-    """(name, target AUs) for each single-AU edit (and each preset) of the rows of ``aus``, built by the same
-    ExpressionTarget that ``reenact edit`` uses."""
+def expression_targets(presets: bool = True) -> list[tuple[str, ExpressionTarget]]:
+    """(name, the ExpressionTarget that ``reenact edit`` builds) for each single-AU edit, in SINGLE_AU_EDITS's order
+    and named as there, then (``presets``) each preset."""
     from reenact.editing import AUEdit, ExpressionTarget
     from reenact.model.presets import PRESETS
 
-    targets = [
-        (f"{name}+", ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items())))
-        for name, change in SINGLE_AU_EDITS
-    ]
+    targets = [(name, ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items())))
+               for name, change in SINGLE_AU_EDITS]
     if presets:
         targets += [(preset, ExpressionTarget(preset=preset)) for preset in PRESETS]
-    return [(name, np.stack([target(row, 0.0) for row in aus]).astype(np.float32)) for name, target in targets]
+    return targets
+
+
+def edit_targets(aus: np.ndarray, presets: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(name, target AUs) for each single-AU edit (named with a '+') and each preset (``expression_targets``) of the
+    rows of ``aus``."""
+    return [(f"{name}+" if i < len(SINGLE_AU_EDITS) else name,
+             np.stack([target(row, 0.0) for row in aus]).astype(np.float32))
+            for i, (name, target) in enumerate(expression_targets(presets))]
 
 
 def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -234,16 +241,14 @@ def video_au_fidelity(options: GeneratorOptions, videos: dict[Path, str], frames
     from itertools import islice
 
     from reenact.api import TrackingOptions as Tracking
-    from reenact.editing import AUEdit, ExpressionTarget
     from reenact.face.align import FaceAligner
     from reenact.pipeline import AlignStage, EditPasteStage, TrackStage, stream
     from reenact.video import VideoReader
 
     tracking = tracking or Tracking()
     results: dict[str, dict] = {}
-    for name, change in SINGLE_AU_EDITS:
+    for (name, change), (_, target) in zip(SINGLE_AU_EDITS, expression_targets(presets=False)):
         edited, others = edited_and_others(change)
-        target = ExpressionTarget(tuple(AUEdit(au, delta, True) for au, delta in change.items()))
         per_video: dict[str, float] = {}
         by_person: dict[str, tuple[list[float], list[np.ndarray]]] = {}
         for video, person in videos.items():
