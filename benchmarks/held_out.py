@@ -1,8 +1,10 @@
-"""The arguments of the benchmarks that measure a model on a prepared dataset's held-out people."""
+"""The arguments and the running of the benchmarks that measure a model on a prepared dataset's held-out people."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -14,3 +16,19 @@ def held_out_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--model", help="generator name in models/ or path (default: models/default)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser
+
+
+def run_held_out(description: str, measure: Callable[[Path, list[str], str | None, int], object], count: str,
+                 default: int, help: str) -> None:
+    """Parse the held-out benchmark arguments plus the integer option ``count``, run ``measure(dataset, validation
+    people, model name, count)`` on 2 threads, and write what it returns to --json if asked."""
+    import torch
+
+    parser = held_out_parser(description)
+    parser.add_argument(count, type=int, default=default, help=help)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    people = json.loads(args.split.read_text())["validation"]
+    rows = measure(args.dataset, people, args.model, getattr(args, count.lstrip("-")))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))

@@ -27,7 +27,7 @@ from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from held_out import held_out_parser  # noqa: E402
+from held_out import run_held_out  # noqa: E402
 
 # Mesh points each edit should move, by part (MediaPipe's canonical face mesh numbering).
 PARTS: dict[str, tuple[int, ...]] = {
@@ -87,14 +87,7 @@ def follow(dataset: Path, people: list[str], model_name: str | None, faces: int,
 
 
 def main() -> None:
-    parser = held_out_parser(__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=int, default=24, help="faces of the held-out people (default 24)")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    people = json.loads(args.split.read_text())["validation"]
-    rows = follow(args.dataset, people, args.model, args.faces)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    run_held_out(__doc__.splitlines()[0], follow, "--faces", 24, "faces of the held-out people (default 24)")
 
 
 if __name__ == "__main__":
