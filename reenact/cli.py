@@ -299,10 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _edit(args: argparse.Namespace, tracking, progress: bool):
     from reenact import api
     from reenact.editing import ExpressionTarget
+    from reenact.face.aus import AU_CAVEATS
 
     if not args.au and not args.preset:
         raise ValueError("nothing to edit: give --au AUxx=V and/or --preset NAME")
     target = ExpressionTarget(*_au_edits(args), args.start, args.end, args.ramp)
+    for au in sorted({edit.au for edit in target.edits} & AU_CAVEATS.keys()):
+        print(f"reenact: note: {au}: {AU_CAVEATS[au]}", file=sys.stderr)
     return api.edit_expression(args.input, args.output, target, _generator(args), tracking, _encode(args), progress)
 
 

@@ -60,6 +60,16 @@ def test_an_empty_edit_of_an_image_is_exact(astronaut_png: Path, tmp_path: Path)
     assert np.array_equal(cv2.imread(str(out)), cv2.imread(str(astronaut_png)))
 
 
+def test_an_au23_edit_says_it_draws_a_pucker(astronaut_png: Path, tmp_path: Path) -> None:
+    """reenact's AU23 is not FACS's lip tightener; the user is told so in one line, and only for AU23."""
+    plain = run_cli("edit", astronaut_png, "-o", tmp_path / "plain.png", "--au", "AU26=+0")
+    pucker = run_cli("edit", astronaut_png, "-o", tmp_path / "pucker.png", "--au", "au23=+0", "--au", "AU12=+0")
+    assert plain.returncode == 0 and pucker.returncode == 0, pucker.stderr
+    assert "note" not in plain.stderr
+    notes = [line for line in pucker.stderr.splitlines() if line.startswith("reenact: note:")]
+    assert len(notes) == 1 and "AU23" in notes[0] and "pucker" in notes[0]
+
+
 def test_an_edit_changes_the_face_and_nothing_else(astronaut_png: Path, tmp_path: Path) -> None:
     out = tmp_path / "open.png"
     result = run_cli("edit", astronaut_png, "-o", out, "--au", "AU26=+3", "--au", "AU25=+2")

@@ -33,6 +33,12 @@ AU_DESCRIPTIONS: dict[str, str] = {
     "AU20": "lip stretcher", "AU23": "lip tightener", "AU25": "lips part", "AU26": "jaw drop", "AU45": "blink",
 }  # fmt: skip
 
+# What an edit of these AUs does that their FACS name does not say (`reenact edit` tells the user).
+AU_CAVEATS: dict[str, str] = {
+    "AU23": "reenact reads and moves AU23 with MediaPipe's lip press and pucker shapes, which do not agree with "
+            "OpenFace's lip tightener (r -0.04 on held-out people), so it draws a pucker",
+}
+
 # Which blendshapes may explain each AU. A name ending in '*' is a Left/Right pair: the AU reads their mean, and
 # each side of the face reads its own. Chosen from the FACS muscle descriptions and ARKit's blendshape definitions.
 AU_SOURCES: dict[str, tuple[str, ...]] = {
