@@ -64,14 +64,15 @@ def identity_between_own_frames(clips: list, pairs: int) -> dict[str, dict]:
         rows[name] = {"pairs": len(found), "mean": round(float(np.mean(found)), 4),
                       "median": round(float(np.median(found)), 4),
                       "largest_au_change": round(float(np.abs(batch.aus_b - batch.aus_a).max(axis=1).mean()), 2)}
-        print(f"identity, a person's own frames, {name:28s}: dlib {rows[name]['mean']:.3f} (median "
-              f"{rows[name]['median']:.3f}, {len(found)} pairs; largest AU change {rows[name]['largest_au_change']:.2f})",
-              flush=True)
+        row = rows[name]
+        print(f"identity, a person's own frames, {name:28s}: dlib {row['mean']:.3f} (median {row['median']:.3f}, "
+              f"{len(found)} pairs; largest AU change {row['largest_au_change']:.2f})", flush=True)
     return rows
 
 
 def measure(dataset: Path, people: list[str], model_name: str | None, pairs: int) -> dict[str, dict]:
-    clips = [c for c in load_dataset(dataset).clips if c.identity in set(people)]
+    held_out = set(people)
+    clips = [c for c in load_dataset(dataset).clips if c.identity in held_out]
     return {"self_reenactment": self_reenactment_headroom(model_name, clips, pairs),
             "identity": identity_between_own_frames(clips, min(pairs, 256))}
 
