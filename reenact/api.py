@@ -6,20 +6,22 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from reenact.errors import NoFaceError
+from reenact.errors import InputError, NoFaceError
 from reenact.face.align import FaceAligner
 from reenact.face.aus import AU_NAMES, AUCsvWriter
 from reenact.face.tracker import FaceChoice, FaceTracker
+from reenact.memory import FaceMemory
 from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
 from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
 from reenact.progress import FrameProgress
+from reenact.tracks import CachedTrackStage, FaceTrack, scratch_folder
 from reenact.files import atomic_output
 from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, check_output_path, probe
 
@@ -70,15 +72,50 @@ class RunReport:
 def _frames(
     input: PathLike, tracking: TrackingOptions, extra: list[Callable[[FrameState], FrameState]], description: str,
     progress: bool, stack: ExitStack, frames: Iterable[Frame] | None = None, total: int | None = None,
+    track: FaceTrack | None = None,
 ) -> tuple[Iterator[FrameState], FrameProgress]:
-    """Track the frames of ``input`` (or the given ``frames``) and run ``extra`` stages after tracking."""
+    """Track the frames of ``input`` (or the given ``frames``) and run ``extra`` stages after tracking; with
+    ``track`` (a first pass's), the faces come from it and MediaPipe does not run."""
     if frames is None:
         total = probe(input).frame_count
         frames = stack.enter_context(VideoReader(input))
-    tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
+    if track is None:
+        first: Callable[[Frame], FrameState] = TrackStage(stack.enter_context(FaceTracker(tracking.face_model,
+                                                                                           tracking.face)))
+    else:
+        first = CachedTrackStage(track)
     bar = stack.enter_context(FrameProgress(description, total, progress))
-    states = stream(frames, [TrackStage(tracker), *extra])
+    states = stream(frames, [first, *extra])
     return states, bar
+
+
+@contextmanager
+def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), memory: FaceMemory | bool = True,
+               progress: bool = False) -> Iterator[tuple[FaceTrack | None, FaceMemory | None]]:
+    """A video's first pass: its face's whole track (kept on disk while the context lasts) and the face memory
+    filled from it (``memory`` True: a new one; a ``FaceMemory``: that one, filled unless frozen; False: no first
+    pass). Yields (None, None) for a still image or ``memory=False``: the one-pass job of before."""
+    if memory is False or probe(input).is_image:
+        yield None, None
+        return
+    face_memory = FaceMemory() if memory is True else memory
+    with scratch_folder() as folder, ExitStack() as stack:
+        total = probe(input).frame_count
+        reader = stack.enter_context(VideoReader(input))
+        tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
+        bar = stack.enter_context(FrameProgress("track", total, progress))
+        track = FaceTrack.record(reader, tracker, Path(folder), tracking.crop_size, face_memory, bar.advance)
+        stack.close()
+        yield track, face_memory
+
+
+def build_memory(input: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False) -> FaceMemory:
+    """A face memory (the person's own mouths and eyes) from a video, frozen: build it once, pass it to any number
+    of ``edit_expression`` / ``transfer_expression`` calls on that person's videos."""
+    with first_pass(input, tracking, True, progress) as (_, memory):
+        if memory is None:
+            raise InputError(f"{input} is a still image: a face memory is built from a video")
+        return memory
 
 
 def _finish(input: PathLike, output: PathLike, bar: FrameProgress, started: float) -> RunReport:
@@ -97,6 +134,7 @@ def _video_job(
     description: str,
     timeline: tuple[VideoInfo, Iterable[Frame]] | None = None,
     audio_from: PathLike | None | Literal["input"] = "input",
+    track: FaceTrack | None = None,
 ) -> RunReport:
     """Track, run ``stages`` after the alignment, encode: the shape of every job that writes a video.
 
@@ -118,7 +156,7 @@ def _video_job(
 
         aligner = FaceAligner(tracking.crop_size)
         states, bar = _frames(input, tracking, [AlignStage(aligner), *stages, write], description, progress, stack,
-                              frames, info.frame_count)
+                              frames, info.frame_count, track)
         for state in states:
             bar.advance(state.face is not None)
         # Raised inside the writer's context, so no output is left behind.
@@ -153,9 +191,11 @@ def edit_video(
     tracking: TrackingOptions = TrackingOptions(),
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
+    track: FaceTrack | None = None,
 ) -> RunReport:
-    """Run ``editor`` on every aligned face crop of ``input`` and paste the results back; audio kept."""
-    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit")
+    """Run ``editor`` on every aligned face crop of ``input`` and paste the results back; audio kept. ``track``: the
+    faces from a first pass (``first_pass``) instead of tracking again."""
+    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit", track=track)
 
 
 def analyze_aus(
@@ -205,15 +245,26 @@ class GeneratorOptions:
     device: str = "auto"  # 'auto': the GPU when there is one
     edit_gain: bool = True  # False: edits move only as far as a read AU change of their size (the model's edit_gain unused)
     texture_strength: float | None = None  # a factor on the texture step's mask in place of the model's own
+    memory: bool = True  # put the person's own mouths and eyes where an edit would paint (reenact.memory)
 
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
-               head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True) -> CropEditor:
-        """``asked``: ``target`` gives edits (False: a driving face's readings, as transfers do)."""
+               head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True,
+               landmark_moves: Callable[[Generator], Callable[[np.ndarray, float], np.ndarray]] | None = None,
+               memory: FaceMemory | None = None, fade: Callable[[float], float] | None = None) -> CropEditor:
+        """``asked``: ``target`` gives edits (False: a driving face's readings, as transfers do).
+        ``landmark_moves``: given the loaded generator, the landmarks' moves to make in place of the motion step's
+        (a driving face's own motion: ``reenact.retarget.Retargeter``). ``memory``: the face memory to use (a
+        frozen one from a first pass, or a new one that fills from the frames as they come, as live mode uses);
+        none where ``self.memory`` is off. ``fade``: how much of the edit applies at time t (a first pass's
+        ``FaceTrack.fade``)."""
         from reenact.editing import GeneratorEditor
 
         device = pick_device(self.device)
-        return GeneratorEditor(self.load(device), target, self.smooth, device, head_turn=head_turn,
-                               asked=asked and self.edit_gain)
+        model = self.load(device)
+        moves = None if landmark_moves is None else landmark_moves(model)
+        return GeneratorEditor(model, target, self.smooth, device, head_turn=head_turn,
+                               asked=asked and self.edit_gain, landmark_moves=moves,
+                               memory=memory if self.memory else None, fade=fade)
 
     def load(self, device: str) -> Generator:
         """The generator's weights on ``device``, read from disk at each call (reenact.batch keeps them per worker)."""
@@ -233,9 +284,16 @@ def edit_expression(
     tracking: TrackingOptions = TrackingOptions(),
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
+    memory: FaceMemory | bool = True,
 ) -> RunReport:
-    """Edit the expression of the face in a video or image toward ``target`` with the generator."""
-    return edit_video(input, output, generator.editor(target), tracking, encode, progress)
+    """Edit the expression of the face in a video or image toward ``target`` with the generator. ``memory``: a video
+    gets a first pass that tracks it, fills a face memory (the person's own mouths and eyes, put where the edit
+    would paint) and bridges short tracking gaps; False keeps the one-pass job and the paint; a ``FaceMemory``
+    (``build_memory``) is used as it is."""
+    check_output_path(output, input)
+    with first_pass(input, tracking, memory if generator.memory else False, progress) as (track, face_memory):
+        editor = generator.editor(target, memory=face_memory, fade=None if track is None else track.fade)
+        return edit_video(input, output, editor, tracking, encode, progress, track)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -248,23 +306,46 @@ def pick_device(device: str = "auto") -> str:
 
 
 def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False):
-    """Track a driving clip once: its AU and head-pose track and its timeline (format and frame timestamps)."""
+    """Track a driving clip once: its AU, head-pose and aligned-landmark track and its timeline (format and frame
+    timestamps)."""
     from reenact.editing import DrivingTrack
+    from reenact.model.coords import normalise
 
     times: list[float] = []
     rows: list[np.ndarray | None] = []
     poses: list[np.ndarray | None] = []
+    points: list[np.ndarray | None] = []
     stamps: list[tuple[int | None, object]] = []
     with ExitStack() as stack:
-        states, bar = _frames(driving, tracking, [], "driving", progress, stack)
+        aligner = FaceAligner(tracking.crop_size)
+        states, bar = _frames(driving, tracking, [AlignStage(aligner)], "driving", progress, stack)
         for state in states:
+            found = state.face is not None and state.alignment is not None
             times.append(state.frame.time)
             rows.append(state.aus)
-            poses.append(None if state.face is None else np.array(state.face.head_pose_degrees(), np.float32))
+            poses.append(np.array(state.face.head_pose_degrees(), np.float32) if found else None)
+            points.append(normalise(state.alignment.to_crop(state.face.xy), tracking.crop_size) if found else None)
             stamps.append((state.frame.pts, state.frame.time_base))
             bar.advance(state.face is not None)
         _finish(driving, driving, bar, 0.0)
-    return DrivingTrack.from_rows(times, rows, poses), probe(driving), stamps
+    return DrivingTrack.from_rows(times, rows, poses, points), probe(driving), stamps
+
+
+TransferMotion = Literal["landmarks", "aus"]
+
+
+def retargeted_motion(track, aus: tuple[str, ...], scale: float, follow_pose: bool):
+    """A factory of the moves that carry ``track``'s own landmark motion onto a source face, for the loaded generator
+    (its per-degree fields take the driving head's turns out, and put them back with ``follow_pose``)."""
+    from reenact.retarget import Retargeter
+
+    def build(model: Generator) -> Retargeter:
+        pose_basis = model.motion.pose_basis.detach().cpu().numpy().astype(np.float64) if model.config.n_pose else None
+        if follow_pose and pose_basis is None:
+            raise ValueError("this model cannot turn the head (no head-pose motion in its config); use models/default")
+        return Retargeter(track.motion(pose_basis), aus, scale, pose_basis if follow_pose else None)
+
+    return build
 
 
 def transfer_expression(
@@ -280,21 +361,47 @@ def transfer_expression(
     encode: EncodeOptions = EncodeOptions(),
     progress: bool = False,
     follow_pose: bool = False,
+    motion: TransferMotion | None = None,
+    memory: FaceMemory | bool = True,
 ) -> RunReport:
     """Give the face in ``source`` (a video or a still image) the expressions of the face in ``driving``.
 
     A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
     from the source by default (from the driving clip for a still image). ``follow_pose``: the source's head also
     turns as the driving head turns from its usual pose (small turns, as a 2-D warp of the face can show them;
-    the source's own head motion and position are kept).
+    the source's own head motion and position are kept). ``motion``: 'landmarks' (the default for a relative
+    transfer) moves the source's face as the driving face's landmarks moved from its rest, retargeted to the
+    source's proportions (``reenact.retarget``); 'aus' draws the driving face's AU readings with the model's motion
+    (the default, and the only choice, for an absolute transfer). The AUs drive the texture step either way.
     """
     from reenact.editing import TransferTarget
     from reenact.face.aus import AU_NAMES
 
+    motion = motion or ("landmarks" if relative else "aus")
+    if motion == "landmarks" and not relative:
+        raise ValueError("a driving face's landmark motion is relative to its rest: --mode absolute needs --motion aus")
+    if motion not in ("landmarks", "aus"):
+        raise ValueError(f"--motion is 'landmarks' or 'aus', not {motion!r}")
     check_output_path(output, source, driving)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    target = TransferTarget(track, relative, au_scale, aus or AU_NAMES)
-    stage = EditPasteStage(generator.editor(target, track.turn if follow_pose else None, asked=False))
+    chosen = aus or AU_NAMES
+    target = TransferTarget(track, relative, au_scale, chosen)
+    with first_pass(source, tracking, memory if generator.memory else False, progress) as (faces, face_memory):
+        fade = None if faces is None else faces.fade  # the memory is the source person's, never the driver's
+        if motion == "landmarks":
+            moves = retargeted_motion(track, chosen, au_scale, follow_pose)
+            editor = generator.editor(target, asked=False, landmark_moves=moves, memory=face_memory, fade=fade)
+        else:
+            editor = generator.editor(target, track.turn if follow_pose else None, asked=False, memory=face_memory,
+                                      fade=fade)
+        return _transfer_job(source, driving, output, EditPasteStage(editor), driving_info, stamps, audio, tracking,
+                             encode, progress, faces)
+
+
+def _transfer_job(source: PathLike, driving: PathLike, output: PathLike, stage: EditPasteStage, driving_info: VideoInfo,
+                  stamps: list, audio: str | None, tracking: TrackingOptions, encode: EncodeOptions, progress: bool,
+                  track: FaceTrack | None) -> RunReport:
+    """The transfer's video job: a still source is animated along the driving clip's timestamps."""
     source_info = probe(source)
     audio = audio or ("driving" if source_info.is_image else "source")
     audio_from = {"source": source, "driving": driving, "none": None}[audio]
@@ -306,4 +413,4 @@ def transfer_expression(
                                    rotation=0, is_image=False)
         frames = (Frame(i, pts, time_base, still.image) for i, (pts, time_base) in enumerate(stamps))
         timeline = (like, frames)
-    return _video_job(source, output, [stage], tracking, encode, progress, "transfer", timeline, audio_from)
+    return _video_job(source, output, [stage], tracking, encode, progress, "transfer", timeline, audio_from, track)

@@ -20,7 +20,8 @@ EXAMPLES = {
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4 --pose   # ... nodding and turning with the actor
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
-  reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none""",
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --motion aus       # the model's motion for the actor's AUs""",
     "live": """examples:
   reenact live --camera 0 --preset happy                     # a preview window; keys below
   reenact live --camera 0 --source avatar.jpg                 # the avatar follows your expressions
@@ -105,8 +106,11 @@ def _add_generator(parser: argparse.ArgumentParser,
     parser.add_argument("--no-smooth", action="store_true", help="no temporal smoothing of AUs and flow (to compare)")
     if edits:  # a transfer's targets are readings, which the edit gain never scales
         parser.add_argument("--no-edit-gain", action="store_true",
-                            help="edits move as far as a read AU change of that size (weaker, closer to the source's "
-                                 "identity) instead of as far as the reader sees the asked change")
+                            help="leave out the model's edit gain, for models trained with one (the shipped models "
+                                 "have none)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="paint what a warp cannot show instead of taking the person's own mouths and eyes from "
+                             "the video (one pass, no face memory; to compare)")
     parser.add_argument("--texture-strength", type=_texture_strength, metavar="S",
                         help="factor on the texture step's mask, 0 to 2 (default: the model's own; 0: warp and paint only)")
     parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
@@ -126,7 +130,7 @@ def _generator(args: argparse.Namespace):
     from reenact.api import GeneratorOptions
 
     return GeneratorOptions(args.model, not args.no_smooth, args.device, not getattr(args, "no_edit_gain", False),
-                            args.texture_strength)
+                            args.texture_strength, not args.no_memory)
 
 
 def _encode(args: argparse.Namespace):
@@ -187,7 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("-o", "--output", required=True, help="video to write")
     transfer.add_argument("--mode", choices=("relative", "absolute"), default="relative",
                           help="relative (default): the driving face's change from its own rest; absolute: its AUs")
-    transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred AUs (default 1)")
+    transfer.add_argument("--motion", choices=("landmarks", "aus"),
+                          help="landmarks (default with --mode relative): move the face as the driving face's "
+                               "landmarks moved, retargeted to the source's proportions; aus: draw the driving face's "
+                               "AU readings with the model's motion (the default with --mode absolute)")
+    transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred motion (default 1)")
     transfer.add_argument("--aus", metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
@@ -431,7 +439,7 @@ def _run(args: argparse.Namespace) -> None:
         aus = tuple(parse_au_name(a) for a in args.aus.split(",")) if args.aus else None
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
-            _generator(args), tracking, _encode(args), progress, follow_pose=args.pose,
+            _generator(args), tracking, _encode(args), progress, follow_pose=args.pose, motion=args.motion,
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)

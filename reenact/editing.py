@@ -18,6 +18,7 @@ import torch
 from reenact.face.align import Alignment
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
+from reenact.memory import FaceMemory, MemoryCompositor
 from reenact.model.networks import Generator, denormalise, normalise, warp
 from reenact.model.presets import PRESETS
 from reenact.pipeline import EditedCrop
@@ -100,13 +101,21 @@ class GeneratorEditor:
     def __init__(
         self, model: Generator, target: TargetFn, smooth: bool = True, device: str | torch.device = "cpu",
         threads: int | None = 1, head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True,
+        landmark_moves: Callable[[np.ndarray, float], np.ndarray] | None = None,
+        memory: FaceMemory | None = None, fade: Callable[[float], float] | None = None,
     ) -> None:
         """``threads``: torch's CPU threads (process-wide; None leaves them as they are). One, because in the pipeline
         MediaPipe and the encoder keep the other cores busy, and torch threads that wait for a busy core make the
         generator 2-3x slower than one thread (measured on 2 cores); the editor is then no slower than tracking.
         ``head_turn``: the head's pitch, yaw and roll change (degrees) to follow at time t (a model with head-pose
         motion only), e.g. a driving clip's ``DrivingTrack.turn``. ``asked``: the target is an edit (the motion
-        scales its change by the model's ``edit_gain``); False for a driving face's readings (transfers)."""
+        scales its change by the model's ``edit_gain``); False for a driving face's readings (transfers).
+        ``landmark_moves``: (the face's landmarks (478, 2, normalised), t) -> their moves, in place of the motion
+        step's moves for the target AUs (a driving face's own motion, ``reenact.retarget.Retargeter``); the AUs
+        still drive the texture step and the paint's strength.
+        ``memory``: the person's own mouths and eyes (``reenact.memory``), put where the edit paints; one not yet
+        frozen also learns from each crop the editor sees (live). ``fade``: how much of the edit applies at time t
+        (0 to 1), e.g. fading out where the face is really lost (``reenact.tracks``)."""
         if head_turn is not None and not model.config.n_pose:
             raise ValueError("this model cannot turn the head (no head-pose motion in its config); use models/default")
         self.model = model.eval()
@@ -115,6 +124,10 @@ class GeneratorEditor:
         self.asked = asked
         self.device = torch.device(device)
         self.smooth = smooth
+        self.landmark_moves = landmark_moves
+        self.memory = memory
+        self.compositor = None if memory is None else MemoryCompositor(memory)
+        self.fade = fade
         if self.device.type == "cpu":
             if threads is not None:
                 torch.set_num_threads(threads)
@@ -134,6 +147,10 @@ class GeneratorEditor:
         self._aus.reset()
         self._flow.reset()
         self._moves.reset()
+        if hasattr(self.landmark_moves, "reset"):
+            self.landmark_moves.reset()
+        if self.compositor is not None:
+            self.compositor.reset()
 
     @torch.inference_mode()
     def __call__(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
@@ -142,14 +159,24 @@ class GeneratorEditor:
         if self.smooth:
             source = self._aus(source, t).astype(np.float32)
         goal = self.target(source, t).astype(np.float32)
+        weight = 1.0
+        if self.fade is not None:
+            weight = float(self.fade(t))
+            goal = source + weight * (goal - source)
         points = alignment.to_crop(face.xy)
+        if self.memory is not None:
+            self.memory.observe(crop, points, t)
         landmarks = torch.from_numpy(normalise(points, size).astype(np.float32))[None].to(self.device)
         src = torch.from_numpy(source)[None].to(self.device)
         tgt = torch.from_numpy(goal)[None].to(self.device)
-        turn = None if self.head_turn is None else self.head_turn(t).astype(np.float32)
+        turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
-        change = turned or not np.array_equal(goal, source)
-        if change:
+        given = None if self.landmark_moves is None else self.landmark_moves(normalise(points, size), t) * weight
+        change = turned or not np.array_equal(goal, source) or (given is not None and bool(np.any(given != 0)))
+        if change and given is not None:
+            moves = torch.from_numpy(given.astype(np.float32))[None].to(self.device)
+            flow = self.model.motion.field(landmarks, moves)
+        elif change:
             pose = torch.from_numpy(turn)[None].to(self.device) if turned else None
             flow, moves = self.model.motion(landmarks, src, tgt, pose, self.asked)
         else:  # what the motion net gives for no change (exactly), without running it
@@ -179,8 +206,10 @@ class GeneratorEditor:
         # lost contrast. A warp alone is its own reference.
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         edited = _rgb8(output)
-        return EditedCrop(edited, denormalise((landmarks - moves)[0].cpu().numpy(), size), replaced,
-                          edited if reference is None else reference)
+        landed = denormalise((landmarks - moves)[0].cpu().numpy(), size)
+        if self.compositor is not None and replaced is not None:
+            edited, replaced = self.compositor(edited, replaced, landed)
+        return EditedCrop(edited, landed, replaced, edited if reference is None else reference)
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:
@@ -208,14 +237,28 @@ class DrivingTrack:
     times: np.ndarray  # (N,) seconds
     aus: np.ndarray  # (N, 17); frames without a face are filled from their neighbours
     poses: np.ndarray | None = None  # (N, 3) head pitch, yaw, roll in degrees, filled the same way
+    landmarks: np.ndarray | None = None  # (N, 478, 2) in the aligned crop, normalised, filled the same way
 
     @classmethod
     def from_rows(cls, times: list[float], rows: list[np.ndarray | None],
-                  poses: list[np.ndarray | None] | None = None) -> DrivingTrack:
+                  poses: list[np.ndarray | None] | None = None,
+                  landmarks: list[np.ndarray | None] | None = None) -> DrivingTrack:
         if not any(r is not None for r in rows):
             raise ValueError("no face in the driving clip")
         t = np.asarray(times, dtype=np.float64)
-        return cls(t, _fill_gaps(t, rows), None if poses is None else _fill_gaps(t, poses))
+        points = None
+        if landmarks is not None:
+            flat = _fill_gaps(t, [None if p is None else p.reshape(-1) for p in landmarks])
+            points = flat.reshape(len(t), -1, 2)
+        return cls(t, _fill_gaps(t, rows), None if poses is None else _fill_gaps(t, poses), points)
+
+    def motion(self, pose_basis: np.ndarray | None = None):
+        """The driving face's own landmark motion (``reenact.retarget.DrivingMotion``); needs landmarks and poses."""
+        from reenact.retarget import DrivingMotion
+
+        if self.landmarks is None or self.poses is None:
+            raise ValueError("this driving track has no landmarks")
+        return DrivingMotion.from_track(self.times, self.landmarks, self.aus, self.poses, pose_basis)
 
     @cached_property  # once per clip, not per frame
     def rest(self) -> np.ndarray:

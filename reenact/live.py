@@ -34,6 +34,7 @@ from reenact.editing import AUEdit, ExpressionTarget
 from reenact.errors import InputError, NoFaceError, OutputError, ReenactError
 from reenact.face.align import FaceAligner
 from reenact.face.tracker import FaceTracker
+from reenact.memory import FaceMemory
 from reenact.model.presets import PRESETS
 from reenact.overlay import draw_hud
 from reenact.pipeline import AlignStage, EditPasteStage, FrameState, TrackStage, stream
@@ -247,7 +248,9 @@ class _SwitchableEdit:
 
     def __init__(self, generator: GeneratorOptions, control: LiveControl) -> None:
         self.control = control
-        self.paste = EditPasteStage(generator.editor(lambda aus, t: control.target()(aus, t)))
+        # The face memory fills from the stream as it goes (the paint stands in until it has what an edit needs).
+        memory = FaceMemory() if generator.memory else None
+        self.paste = EditPasteStage(generator.editor(lambda aus, t: control.target()(aus, t), memory=memory))
 
     def __call__(self, state: FrameState) -> FrameState:
         return self.paste(state) if self.control.enabled else state
@@ -293,7 +296,9 @@ class _Drive:
         self._reader: VideoReader | None = None
         self._offset = 0.0  # source time added per loop, so the tracker's clock keeps rising
         self._cached: FrameState | None = None
-        self.paste = EditPasteStage(generator.editor(self._goal, self._turn if follow_pose else None, asked=False))
+        memory = FaceMemory() if generator.memory and not self._still else None  # the source's own, as it loops
+        self.paste = EditPasteStage(generator.editor(self._goal, self._turn if follow_pose else None, asked=False,
+                                                     memory=memory))
         first = self._next_source()
         if first.face is None and self._still:
             raise NoFaceError(f"{self.source}: no face found in the source image")

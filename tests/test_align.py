@@ -344,6 +344,12 @@ def test_the_edit_mask_covers_an_outline_that_moved_either_way(astro_lm: np.ndar
         assert np.all(mask >= own)
     assert np.array_equal(edit_mask(pts, None, size), own)
     assert np.array_equal(edit_mask(pts, pts, size), own)
+    # A small move is covered as well: a chin dropped by 2 px is pasted nearly in full at its new edge (with the
+    # reach only as far again as it moved, the mask there was under a tenth, and the jaw barely followed).
+    moved = pts.copy()
+    moved[lower, 1] += 2.0
+    x, y = np.round(pts[152]).astype(int)
+    assert own[y + 2, x] < 0.1 and edit_mask(pts, moved, size)[y + 2, x] > 0.9
 
 
 # --- paste back --------------------------------------------------------------------------------------

@@ -520,3 +520,33 @@ def test_the_edit_ceiling_reaches_as_far_as_the_data_moved() -> None:
     assert [c for i, c in enumerate(ceiling) if i != jaw] == [5.0] * (len(AU_NAMES) - 1)
     assert [(line["au"], line["ceiling"]) for line in lines] == [("AU01", 5.0), ("AU26", 6.0)]
     assert lines[0]["reaches"] == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.usefixtures("require_face_model")
+def test_the_texture_step_paints_only_where_the_edited_aus_act(astronaut: np.ndarray) -> None:
+    """With ``texture_regions``, a cheek-raise edit's texture gate is open on the cheeks and shut on the chin and the
+    forehead (where ``hq`` once drew a lip-red crescent for it); a jaw drop's is open on the chin."""
+    from reenact.face.align import estimate_alignment
+    from reenact.face.aus import AU_NAMES
+    from reenact.face.tracker import FaceTracker
+    from reenact.model.coords import normalise
+    from reenact.model.networks import texture_gate
+
+    with FaceTracker(video_mode=False) as tracker:
+        face = tracker(astronaut, 0.0)
+    points = normalise(estimate_alignment(face.xy, 128).to_crop(face.xy), 128).astype(np.float32)
+    landmarks = torch.from_numpy(points)[None]
+    source = torch.zeros(1, len(AU_NAMES))
+
+    def gate_at(au: str, index: int) -> float:
+        target = source.clone()
+        target[0, AU_NAMES.index(au)] = 2.0
+        gate = texture_gate(landmarks, source, target, 64)[0, 0].numpy()
+        x, y = np.clip(((points[index] + 1) / 2 * 64).astype(int), 0, 63)
+        return float(gate[y, x])
+
+    cheek, chin, forehead = 205, 152, 10
+    assert gate_at("AU06", cheek) > 0.9
+    assert gate_at("AU06", chin) < 0.05 and gate_at("AU06", forehead) < 0.05
+    assert gate_at("AU26", chin) > 0.5
+    assert texture_gate(landmarks, source, source, 64).abs().max() == 0  # no change, no texture

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reenact.evaluate import au_fidelity, edit_targets, generate_outputs, self_reenactment
 from reenact.face.align import edit_mask
 from reenact.face.aus import AU_NAMES
 from reenact.model.coords import denormalise
-from reenact.model.io import load_generator
+from reenact.model.io import load_generator, save_generator
 from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
 from reenact.train.trainer import TrainOptions, split_people, train
@@ -98,6 +99,8 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     # Inside, the fields move things: the jaw drop moves the lower lip, the brow raiser the brows.
     assert np.abs(field["AU26"][[14, 17]]).sum() > 0 and np.abs(field["AU01"][brows]).sum() > 0
     assert not model.motion.correct[-1].weight.any() and not model.motion.correct[-1].bias.any()
+    # Fitted on the OpenFace labels, an edit needs no gain tuned to reenact's own reader.
+    assert model.config.edit_gain is None and model.config.edit_ceiling is None
     # Head turns are fitted beside the AUs, free to move any landmark (the irises too), and the flow passes
     # through the landmark moves.
     assert (model.config.n_pose, model.config.flow_fit_iters) == (3, 5)
@@ -108,6 +111,25 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     followed = self_reenactment(model, clips, pairs=8)
     kept = self_reenactment(model, clips, pairs=8, follow_pose=False)
     assert followed.psnr_copy == kept.psnr_copy and followed.psnr != kept.psnr
+
+
+def test_label_rises_are_measured_from_each_clips_rest_with_each_person_weighted_alike(tiny_dataset: Path) -> None:
+    from reenact.train.basis import rises_from_rest
+
+    clips = list(load_dataset(tiny_dataset).clips)
+    rises = rises_from_rest(clips)
+    frames = [int((~np.isnan(c.openface).any(axis=1)).sum()) for c in clips]
+    assert len(rises.weight) == sum(frames)
+    first, second = rises.weight[: frames[0]], rises.weight[frames[0]:]
+    assert first.sum() == pytest.approx(second.sum())  # two people, one clip each: the same total weight
+    # A clip's rest is its calmest frames: their label rises and landmark moves average to about nothing, and
+    # the frames that rise most (a talking GRID speaker opening his jaw) move the lower lip down.
+    labelled = clips[0].openface[~np.isnan(clips[0].openface).any(axis=1)]
+    calm = np.argsort(labelled.sum(axis=1))[: max(3, int(frames[0] / 7))]
+    assert np.abs(rises.change[calm].mean(axis=0)).max() < 1e-9
+    grid = rises_from_rest([c for c in clips if c.identity == "GRID-s1"])
+    jaw = grid.change[:, AU_NAMES.index("AU26")]
+    assert np.corrcoef(jaw, -grid.moves[:, 17, 1])[0, 1] > 0.6  # 0.81 measured
 
 
 def test_expressive_pairs_change_an_au_by_the_amount_asked(tiny_dataset: Path) -> None:
@@ -220,10 +242,11 @@ def test_edits_are_measured_as_they_are_pasted_back(tiny_dataset: Path) -> None:
     assert np.array_equal(same, batch.image_a)
 
 
-def test_edits_are_measured_through_the_pipeline_on_a_video(shared_data: Path) -> None:
+def test_edits_are_measured_through_the_pipeline_on_a_video(shared_data: Path, tmp_path: Path) -> None:
     """``reenact eval --videos``: each single-AU edit run through ``reenact edit``'s pipeline on a real clip at its
-    own resolution and read back by reenact's AU reader. A smile shows; the brow lowerer (AU04, whose field alone
-    shows about a quarter of a request) shows more with the model's edit gain than without it."""
+    own resolution and read back by reenact's AU reader. A smile shows, and the measure sees what the edit does:
+    the same edits with the texture step and the warp's motion halved (``texture_strength`` 0 and a model whose
+    fields are halved) read less."""
     from reenact.api import GeneratorOptions
     from reenact.evaluate import SINGLE_AU_EDITS, video_au_fidelity
 
@@ -234,5 +257,10 @@ def test_edits_are_measured_through_the_pipeline_on_a_video(shared_data: Path) -
     assert gained["AU12"]["share_of_request"] > 0.4
     assert gained["AU12"]["share_of_request"] == pytest.approx(gained["AU12"]["per_video"][str(video)])
     assert gained["AU12"]["others_largest_mean_change_au"] != "AU12"
-    plain = video_au_fidelity(GeneratorOptions(edit_gain=False), {video: "someone"}, frames=8)
-    assert gained["AU04"]["share_of_request"] > plain["AU04"]["share_of_request"] + 0.1
+    halved = tmp_path / "halved"
+    model = load_generator(None)
+    with torch.no_grad():
+        model.motion.basis.mul_(0.5)
+    save_generator(model, halved)
+    weaker = video_au_fidelity(GeneratorOptions(model=halved, texture_strength=0.0), {video: "someone"}, frames=8)
+    assert gained["AU12"]["share_of_request"] > weaker["AU12"]["share_of_request"] + 0.1

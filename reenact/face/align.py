@@ -23,6 +23,7 @@ __all__ = [
     "Alignment",
     "estimate_alignment",
     "similarity_transform",
+    "stabilise",
     "FaceAligner",
     "crop_face",
     "face_mask",
@@ -179,6 +180,17 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([lin, (md - lin @ ms)[:, None]])
 
 
+def stabilise(landmarks: np.ndarray, onto: np.ndarray) -> np.ndarray:
+    """(N, 478, 2) landmarks each brought onto ``onto`` (478, 2) by a similarity on STABLE_LANDMARKS: what is left
+    is expression (and the part of a head turn that a similarity cannot take out)."""
+    stable = list(STABLE_LANDMARKS)
+    out = np.empty(landmarks.shape, dtype=np.float64)
+    for i, points in enumerate(landmarks):
+        m = similarity_transform(points[stable].astype(np.float64), onto[stable].astype(np.float64))
+        out[i] = points[:, :2] @ m[:, :2].T + m[:, 2]
+    return out
+
+
 def estimate_alignment(landmarks_xy: np.ndarray, crop_size: int = 256) -> Alignment:
     """Fit the similarity transform taking the stable landmarks onto the template (no smoothing).
 
@@ -318,7 +330,10 @@ def crop_face(image: np.ndarray, alignment: Alignment) -> np.ndarray:
     )
 
 
-def face_mask(landmarks_xy_in_crop: np.ndarray, crop_size: int, feather: float = 0.05) -> np.ndarray:
+EDGE_FEATHER = 0.05  # the paste-back mask's soft edge, as a share of the crop's side
+
+
+def face_mask(landmarks_xy_in_crop: np.ndarray, crop_size: int, feather: float = EDGE_FEATHER) -> np.ndarray:
     """Feathered mask of the face (inside MediaPipe's face oval), float32 (crop_size, crop_size) in [0, 1].
 
     The filled oval is eroded and Gaussian-blurred so that the mask falls from 1 to 0 over about
@@ -376,9 +391,12 @@ def face_mask(landmarks_xy_in_crop: np.ndarray, crop_size: int, feather: float =
 
 def edit_mask(landmarks_xy_in_crop: np.ndarray, moved_xy_in_crop: np.ndarray | None, crop_size: int) -> np.ndarray:
     """The paste-back mask of an edit: the face where its landmarks were and, where its outline moved, past both
-    the old and the new outline by as far again as it moved. face_mask fades to 0 on the outline itself, so a mask
-    that only reached the new outline would leave a dropped chin's edge mostly the frame's own (the chin seemed
-    not to move), and one that only reached the old outline would leave the edge of a chin that rose."""
+    the old and the new outline by as far again as it moved, plus the mask's soft edge. face_mask fades to 0 on the
+    outline itself, so a mask that only reached the new outline would leave a dropped chin's edge mostly the
+    frame's own (the chin seemed not to move), and one that only reached the old outline would leave the edge of a
+    chin that rose. Without the soft edge's width as well, a jaw that dropped 2 px at 256 px got under a tenth of
+    the mask on its new outline, and MediaPipe found the output's jaw following a driver's at 0.3-0.6 of its
+    motion."""
     mask = face_mask(landmarks_xy_in_crop, crop_size)
     if moved_xy_in_crop is None:
         return mask
@@ -389,9 +407,11 @@ def edit_mask(landmarks_xy_in_crop: np.ndarray, moved_xy_in_crop: np.ndarray | N
     further = np.linalg.norm(after - centre, axis=1) > np.linalg.norm(before - centre, axis=1)
     outline = np.where(further[:, None], after, before)  # whichever lies further out, point by point
     outward = (outline - centre) / np.maximum(np.linalg.norm(outline - centre, axis=1, keepdims=True), 1e-6)
+    moved = np.linalg.norm(after - before, axis=1, keepdims=True)
+    edge = EDGE_FEATHER * crop_size * np.clip(moved, 0.0, 1.0)  # the soft edge's width where it moved a pixel or more
     reach = np.array(landmarks_xy_in_crop, np.float64)
-    reach[oval] = outline + outward * np.linalg.norm(after - before, axis=1, keepdims=True)
-    return np.maximum(mask, face_mask(reach, crop_size))
+    reach[oval] = outline + outward * (moved + edge)
+    return np.maximum(mask, face_mask(reach, crop_size, EDGE_FEATHER))
 
 
 def _median(x: np.ndarray) -> float:

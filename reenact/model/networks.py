@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,6 +72,9 @@ class GeneratorConfig:
     # A factor on the texture step's mask. A texture step trained against a realism term can overshoot on people it
     # never saw: chosen where self-reenactment of held-out people peaks (``reenact eval --texture-strength``).
     texture_strength: float = 1.0
+    # The texture step paints only inside the FACS regions of the AUs that change (``reenact.face.regions``): trained
+    # on whole faces, it drew a lip-red crescent on the chin for cheek and brow edits on people it never saw.
+    texture_regions: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -145,12 +149,17 @@ class MotionNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(dense flow, per-landmark moves). A landmark at p lands at p - move, and the flow there is the move."""
         moves = self.displacements(landmarks, source_aus, target_aus, pose_change, asked)
+        return self.field(landmarks, moves), moves
+
+    def field(self, landmarks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        """The dense backward flow (B, 2, flow_size, flow_size) that carries each landmark by its move (B, N, 2):
+        the motion's own moves, or any others (a driving face's, retargeted: ``reenact.retarget``)."""
         points, sigma = landmarks - moves, self.config.flow_sigma
         values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
         flow = splat(points, values, self.config.flow_size, sigma)
         if self.config.close_gaps:
             flow = close_gaps(flow, points, moves, rigid_mouth=self.config.mouth_interior)
-        return flow, moves
+        return flow
 
 
 def splat(points: torch.Tensor, values: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
@@ -383,6 +392,30 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+REGION_SIGMA = 0.06  # how far (normalised units) a region's weight spreads from its landmarks into the texture gate
+CHANGED = 0.05  # an AU changed by less than this is not edited: its region gets no texture
+# The brows are left to the warp: on held-out faces the texture step laid a grey, flat cast over raised brows and
+# upper lids (seen on a GRID speaker and a bearded validation face under surprised; the warp alone looked natural).
+UNTEXTURED_AUS = ("AU01", "AU02", "AU04")
+
+
+def texture_gate(landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor, size: int,
+                 ) -> torch.Tensor:
+    """(B, 1, size, size) in [0, 1]: 1 inside the regions of the AUs that change, falling to 0 outside them (a
+    smooth field through 1 at those regions' landmarks and 0 at the others')."""
+    from reenact.face.aus import AU_NAMES
+    from reenact.face.regions import region_mask
+
+    changed = ((target_aus - source_aus).abs() >= CHANGED).cpu().numpy()
+    changed[:, [AU_NAMES.index(name) for name in UNTEXTURED_AUS]] = False
+    points = landmarks.detach().cpu().numpy()
+    weights = [region_mask(p)[c].any(axis=0) if c.any() else np.zeros(len(p), bool) for p, c in zip(points, changed)]
+    values = torch.from_numpy(np.stack(weights)).to(landmarks)[..., None]
+    field = splat(landmarks, values, size, REGION_SIGMA)
+    near = splat(landmarks, torch.ones_like(values), size, REGION_SIGMA)  # 1 on the face, fading past its edge
+    return (field / near.clamp(min=1e-3) * 1.25 - 0.125).clamp(0, 1) * near.clamp(0, 1)
+
+
 def edit_strength(source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
     """0 for no AU change, rising to 1 for a change of about one intensity step: gates the texture step."""
     return torch.tanh((target_aus - source_aus).abs().sum(dim=1) * 1.5)[:, None, None, None]
@@ -459,6 +492,9 @@ class Generator(nn.Module):
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")
         residual, mask = self.texture(small, target_aus, source_aus)
         mask = mask * (edit_strength(source_aus, target_aus) * self.config.texture_strength)
+        if self.config.texture_regions:
+            landed = landmarks if moves is None else landmarks - moves  # the texture paints on the warped face
+            mask = mask * texture_gate(landed, source_aus, target_aus, size)
         if residual.shape[-1] != crop.shape[-1]:  # both in one call: each channel is resized on its own anyway
             both = torch.cat([residual, mask], 1)
             both = F.interpolate(both, size=crop.shape[-2:], mode="bilinear", align_corners=False)

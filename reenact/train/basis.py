@@ -7,6 +7,11 @@ jaw), and the fields are the ridge least-squares fit of the landmark moves of tr
 one small solve per landmark. The fit is exact and takes seconds; the network correction on top is set to zero
 (measured: it added nothing on people it never saw once the basis is fitted this way).
 
+The AU changes are the training frames' OpenFace labels (``labels="openface"``, the default), not reenact's own
+reader: a least-squares field is the mean landmark motion of real faces whose labelled AU changes by one unit, the
+other AUs held, so an edit of +k moves the face as real faces labelled +k moved, judged by a meter that is not
+reenact's. (Fitted on reenact's readings, edits needed a gain tuned until that same reader saw them.)
+
 A model with head-pose motion gets its per-degree fields from the same solve: the head-pose change that the
 similarity alignment leaves between A and B (mostly pitch and yaw) is three more columns, free to move any
 landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
@@ -14,80 +19,90 @@ landmark. Fitting them beside the AUs also keeps head turns out of the AU fields
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from reenact.face.aus import AU_NAMES
+from reenact.face.align import stabilise
+from reenact.model.coords import normalise
+from reenact.face.regions import AU_REGIONS, face_regions, region_mask  # noqa: F401 (re-exported)
 from reenact.model.networks import AU_SCALE, Generator, pose_features
 from reenact.train.pairs import MESH, PairSampler
 from reenact.train.dataset import PreparedClip
 
-# MediaPipe mesh landmarks used to place the regions: eye corners, nose tip, lip centres and corners.
-_EYES = ((33, 133), (362, 263))
-_NOSE_TIP = 1
-_MOUTH = (13, 14, 61, 291)
+@dataclass(frozen=True)
+class Rises:
+    """Per labelled frame of a set of clips: how far its landmarks moved from its clip's rest, how far each AU
+    label rose from the rest's, the head's turn from the rest's pose, and a weight (each person weighs the same)."""
 
-# Which region each AU moves (FACS: the muscle behind each AU, and what it visibly displaces).
-AU_REGIONS: dict[str, tuple[str, ...]] = {
-    "AU01": ("brows",), "AU02": ("brows",), "AU04": ("brows",),
-    "AU05": ("eyes",), "AU07": ("eyes",), "AU45": ("eyes",),
-    "AU06": ("cheeks", "eyes"), "AU09": ("cheeks", "nose"), "AU10": ("cheeks", "mouth"),
-    "AU12": ("mouth",), "AU14": ("mouth",), "AU15": ("mouth",), "AU17": ("mouth",), "AU20": ("mouth",),
-    "AU23": ("mouth",), "AU25": ("mouth",), "AU26": ("mouth",),
-}  # fmt: skip
+    moves: np.ndarray  # (F, 478, 2) the rest's landmark minus the frame's (the motion's convention), normalised
+    change: np.ndarray  # (F, 17) label minus the rest's mean label
+    pose_change: np.ndarray  # (F, 3) degrees
+    weight: np.ndarray  # (F,) summing to F over all frames, equal over people
 
 
-def face_regions(mean_landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    """Boolean masks over the landmarks of a typical aligned face (normalised crop coordinates, y down).
-
-    Placed relative to the face's own proportions: u is the distance from the eyes down to the nose tip.
-    """
-    xy = np.asarray(mean_landmarks, dtype=np.float64)
-    eye_centres = [xy[list(pair)].mean(axis=0) for pair in _EYES]
-    eye_y = float(np.mean([c[1] for c in eye_centres]))
-    nose = xy[_NOSE_TIP]
-    u = float(nose[1] - eye_y)
-    y = xy[:, 1]
-    near_eye = np.min([np.hypot(*(xy - c).T) for c in eye_centres], axis=0) < 0.45 * u
-    return {
-        "brows": y < eye_y + 0.15 * u,  # brows, forehead and upper lids
-        "eyes": near_eye,
-        "cheeks": (y > eye_y - 0.2 * u) & (y < nose[1] + 0.3 * u),  # from the eyes to the nose's base
-        "nose": (y < nose[1] + 0.3 * u) & (np.abs(xy[:, 0] - nose[0]) < 0.6 * u),
-        "mouth": y > eye_y + 0.55 * u,  # below the cheekbones: nose base, lips, mouth corners, chin, jaw
-    }
-
-
-def region_mask(mean_landmarks: np.ndarray) -> np.ndarray:
-    """(n_aus, n_landmarks) bool: which landmarks each AU may move (never the irises, which follow gaze)."""
-    regions = face_regions(mean_landmarks)
-    mask = np.stack([np.any([regions[r] for r in AU_REGIONS[name]], axis=0) for name in AU_NAMES])
-    mask[:, MESH:] = False
-    return mask
+def rises_from_rest(clips: list[PreparedClip], calm_share: float = 1 / 7) -> Rises:
+    """``Rises`` of every frame of ``clips`` with OpenFace labels. A clip's rest: the mean face (stabilised onto one
+    of them) of its ``calm_share`` of labelled frames with the least labelled activity, and their mean labels."""
+    moves, change, pose, people = [], [], [], []
+    for clip in clips:
+        keep = ~np.isnan(clip.openface).any(axis=1)
+        if keep.sum() < 10:
+            continue
+        labels, pose_deg = clip.openface[keep].astype(np.float64), clip.pose[keep].astype(np.float64)
+        points = normalise(clip.landmarks[keep].astype(np.float64), clip.crops.shape[1])
+        calm = np.argsort(labels.sum(axis=1))[: max(3, int(len(labels) * calm_share))]
+        rest = stabilise(points[calm], points[calm[0]]).mean(axis=0)
+        moves.append(rest - stabilise(points, rest))
+        change.append(labels - labels[calm].mean(axis=0))
+        pose.append(pose_deg - pose_deg[calm].mean(axis=0))
+        people.extend([clip.identity] * len(labels))
+    if not moves:
+        raise ValueError("no clip has OpenFace labels (prepare the dataset with --labels)")
+    names, counts = np.unique(people, return_counts=True)
+    frames_of = dict(zip(names, counts))
+    weight = len(people) / (len(names) * np.array([frames_of[p] for p in people], dtype=np.float64))
+    return Rises(np.concatenate(moves), np.concatenate(change), np.concatenate(pose), weight)
 
 
 def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 40000, ridge: float = 1.0,
-                     seed: int = 1) -> dict[str, float]:
-    """Fit ``model``'s displacement basis on pairs from ``clips`` and zero its correction, in place.
+                     seed: int = 1, labels: str = "openface") -> dict[str, float]:
+    """Fit ``model``'s displacement basis and zero its correction, in place. ``labels``: 'openface' fits every
+    labelled frame's moves from its clip's rest on its OpenFace labels' rise from the rest's (``rises_from_rest``:
+    a rest averages many frames, so its labels carry little noise, and the field is the mean motion of a labelled
+    rise); it clears the model's ``edit_gain`` and ``edit_ceiling``, as an edit then needs no gain. 'reader' fits
+    ``pairs`` pairs of frames on reenact's own AU reader, as models before did.
 
     Returns the mean landmark error (crop pixels at the dataset's size) of the fit and of no motion.
     """
-    batch = PairSampler(clips, seed=seed).sample(pairs, images=False)
-    moves = (batch.landmarks_a - batch.landmarks_b).astype(np.float64)  # (P, N, 2): the flow at B's landmarks
-    change = ((batch.aus_b - batch.aus_a) / AU_SCALE).astype(np.float64)  # (P, n_aus)
-    allowed = region_mask(batch.landmarks_a.mean(axis=0))
+    if labels == "openface":
+        rises = rises_from_rest(clips)
+        moves, weight = rises.moves, rises.weight
+        change, pose_change = rises.change / AU_SCALE, rises.pose_change
+        model.reconfigure(edit_gain=None, edit_ceiling=None)
+    elif labels == "reader":
+        batch = PairSampler(clips, seed=seed).sample(pairs, images=False)
+        moves = (batch.landmarks_a - batch.landmarks_b).astype(np.float64)  # (P, N, 2): the flow at B's landmarks
+        change = ((batch.aus_b - batch.aus_a) / AU_SCALE).astype(np.float64)  # (P, n_aus)
+        pose_change, weight = batch.pose_change, np.ones(len(moves))
+    else:
+        raise ValueError(f"labels are 'openface' or 'reader', not {labels!r}")
+    allowed = region_mask(normalise(np.concatenate([c.landmarks for c in clips[:50]]).mean(axis=0).astype(np.float64),
+                                    clips[0].crops.shape[1]))
     n_pose = model.config.n_pose
     if n_pose:
-        change = np.concatenate([change, pose_features(batch.pose_change).astype(np.float64)], axis=1)
+        change = np.concatenate([change, pose_features(pose_change).astype(np.float64)], axis=1)
         allowed = np.concatenate([allowed, np.ones((n_pose, allowed.shape[1]), dtype=bool)])  # irises turn too
-    gram = change.T @ change
+    weighted = change * weight[:, None]
+    gram = weighted.T @ change
     basis = np.zeros((change.shape[1], *model.motion.basis.shape[1:]), dtype=np.float64)
     for n in range(moves.shape[1]):
         columns = np.flatnonzero(allowed[:, n])
         if len(columns) == 0:
             continue
         lhs = gram[np.ix_(columns, columns)] + ridge * np.eye(len(columns))
-        basis[columns, n] = np.linalg.solve(lhs, change[:, columns].T @ moves[:, n])
+        basis[columns, n] = np.linalg.solve(lhs, weighted[:, columns].T @ moves[:, n])
     n_aus = model.config.n_aus
     with torch.no_grad():
         model.motion.basis.copy_(torch.from_numpy(basis[:n_aus].astype(np.float32)))

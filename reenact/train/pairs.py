@@ -17,7 +17,7 @@ from reenact.face.align import STABLE_LANDMARKS, face_mask, similarity_transform
 from reenact.model.networks import normalise
 from reenact.train.dataset import PreparedClip
 
-MESH = 468  # landmarks of the mesh proper; the 10 iris points follow gaze, not expression
+from reenact.face.regions import MESH
 
 
 @dataclass

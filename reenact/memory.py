@@ -1,0 +1,192 @@
+"""The face's own texture: a bounded memory of the person's mouths and eyes, used where a warp cannot show the face.
+
+A video almost always shows the person's own open mouth and closed lids somewhere (people talk and blink), and no
+learned or painted interior matches their own teeth. ``FaceMemory`` keeps, per part (the mouth and each eye), a few
+of the person's own appearances as patches of the aligned crop, each indexed by how open the part is, spread over
+the openings the clip shows (one entry per band of opening, the one nearest the band's middle): bounded however
+long the video. ``MemoryCompositor`` puts the entry nearest the *target* opening where the generator painted (a
+mouth opened past what the frame shows, lids that meet), warped onto the target contour (an affine fit of the
+entry's lip or lid landmarks onto the target's), matched in colour to the frame around it and blended with a
+feathered mask; the paint stays where the memory has nothing near enough. The choice of entry holds until another
+is clearly nearer, so a steady edit keeps a still mouth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from reenact.model.networks import GAP_CONTOURS, MOUTH
+
+PARTS = ("right eye", "left eye", "mouth")  # in GAP_CONTOURS' order: the eyes, then the mouth
+_BANDS = 10  # entries per part at most: one per band of opening
+_TOP_OPENING = {"right eye": 0.45, "left eye": 0.45, "mouth": 0.8}  # openings (gap / width) the bands span
+_NEAR_ENOUGH = {"right eye": 0.08, "left eye": 0.08, "mouth": 0.15}  # farther than this from the target: paint
+_HOLD = 0.03  # the entry in use is kept unless another is nearer the target by this much (no flicker)
+_MARGIN = 0.35  # a patch reaches this share of the part's width past its contours
+_FEATHER = 1.5  # pixels of blur on the blend mask
+
+
+def _points(part: int) -> list[int]:
+    """The landmarks of a part's four contours (skin or lip line above, upper edge, lower edge, below)."""
+    return sorted({i for contour in GAP_CONTOURS[part] for i in contour})
+
+
+def opening(points: np.ndarray, part: int) -> float:
+    """How open a part is: the mean gap between its upper and lower edges over its width (crop pixels in)."""
+    _, upper, lower, _ = GAP_CONTOURS[part]
+    width = float(np.linalg.norm(points[upper[-1]] - points[upper[0]]))
+    inner = slice(1, -1)  # the corners always meet
+    gap = points[list(lower[inner]), 1].mean() - points[list(upper[inner]), 1].mean()
+    return max(float(gap), 0.0) / max(width, 1e-6)
+
+
+@dataclass
+class MemoryEntry:
+    """One remembered appearance of a part: a patch of the aligned crop and where the part's landmarks lie in it."""
+
+    patch: np.ndarray  # (h, w, 3) uint8
+    points: np.ndarray  # (478, 2) the frame's landmarks, in the patch's pixels
+    opening: float
+    time: float
+
+
+@dataclass
+class FaceMemory:
+    """Per part, at most ``_BANDS`` of the person's own appearances, spread over the openings seen. ``observe`` each
+    aligned crop (a file job's first pass, or a live stream as it goes); ``frozen`` stops it changing (a file job
+    freezes it after its first pass, so an entry never changes while it is used)."""
+
+    crop_size: int | None = None
+    entries: dict[str, dict[int, MemoryEntry]] = field(default_factory=lambda: {p: {} for p in PARTS})
+    frozen: bool = False
+
+    def __len__(self) -> int:
+        return sum(len(bands) for bands in self.entries.values())
+
+    def observe(self, crop: np.ndarray, points: np.ndarray, t: float = 0.0) -> None:
+        """Remember this crop's parts where they fill a band of opening better than what is held (``points``: the
+        face's 478 landmarks in the crop's pixels). Cheap where nothing is stored: the openings come from the
+        landmarks, and a patch is cut only for an entry kept."""
+        if self.frozen:
+            return
+        if self.crop_size is None:
+            self.crop_size = crop.shape[0]
+        elif crop.shape[0] != self.crop_size:
+            raise ValueError(f"the memory holds {self.crop_size}-pixel crops, not {crop.shape[0]}")
+        for part, name in enumerate(PARTS):
+            value = opening(points, part)
+            top = _TOP_OPENING[name]
+            band = min(int(value / top * _BANDS), _BANDS - 1)
+            middle = (band + 0.5) * top / _BANDS
+            held = self.entries[name].get(band)
+            if held is not None and abs(held.opening - middle) <= abs(value - middle):
+                continue
+            box = _box(points, part, crop.shape[0])
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            self.entries[name][band] = MemoryEntry(crop[y0:y1, x0:x1].copy(), points - (x0, y0), value, t)
+
+    def nearest(self, name: str, target: float) -> MemoryEntry | None:
+        """The entry of ``name`` whose opening is nearest ``target``, if near enough to stand in for it."""
+        entries = list(self.entries[name].values())
+        if not entries:
+            return None
+        best = min(entries, key=lambda e: abs(e.opening - target))
+        return best if abs(best.opening - target) <= _NEAR_ENOUGH[name] else None
+
+
+def _box(points: np.ndarray, part: int, size: int) -> tuple[int, int, int, int] | None:
+    """A part's patch box in the crop (x0, y0, x1, y1), or None where it leaves the crop."""
+    xy = points[_points(part)]
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    pad = _MARGIN * (x1 - x0)
+    box = int(x0 - pad), int(y0 - pad), int(np.ceil(x1 + pad)), int(np.ceil(y1 + pad))
+    return box if min(box) >= 0 and max(box) <= size else None
+
+
+class MemoryCompositor:
+    """Puts a ``FaceMemory``'s entries where an edit painted; stateful (the entry in use per part), one per stream."""
+
+    def __init__(self, memory: FaceMemory) -> None:
+        self.memory = memory
+        self._using: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
+
+    def reset(self) -> None:
+        self._using = {name: None for name in PARTS}
+
+    def _choose(self, name: str, target: float) -> MemoryEntry | None:
+        best = self.memory.nearest(name, target)
+        held = self._using[name]
+        if held is not None and best is not None and abs(held.opening - target) <= abs(best.opening - target) + _HOLD \
+                and abs(held.opening - target) <= _NEAR_ENOUGH[name]:
+            best = held
+        self._using[name] = best
+        return best
+
+    def __call__(self, image: np.ndarray, painted: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``image`` (S, S, 3) uint8, the edit, with remembered parts put where ``painted`` (S, S) says the edit
+        painted, onto the parts as the edit's landmarks ``points`` (478, 2, crop pixels) place them; and where the
+        crop is now new content (the paint's mask, grown where a mouth was replaced whole)."""
+        if not len(self.memory) or not painted.any():
+            return image, painted
+        out = image.astype(np.float32)
+        replaced = painted.copy()
+        size = image.shape[0]
+        for part, name in enumerate(PARTS):
+            box = _box(points, part, size)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            strength = float(painted[y0:y1, x0:x1].max())
+            if strength <= 0.01:
+                self._using[name] = None
+                continue
+            entry = self._choose(name, opening(points, part))
+            if entry is None:
+                continue  # nothing near enough: the paint stays
+            if part == MOUTH:  # the whole inner mouth is the person's own, not the source's moved teeth plus paint
+                mask = np.zeros((size, size), np.float32)
+                _, upper, lower, _ = GAP_CONTOURS[part]
+                ring = np.concatenate([points[list(upper)], points[list(lower)][::-1]])
+                cv2.fillPoly(mask, [np.round(ring * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+                mask = cv2.GaussianBlur(mask, (0, 0), _FEATHER) * strength
+            else:
+                mask = painted.copy()
+            keep = np.zeros_like(mask)
+            keep[y0:y1, x0:x1] = 1.0
+            mask *= keep
+            layer = _warped(entry, points, part, size)
+            if layer is None:
+                continue
+            layer = _colour_matched(layer, out, mask)
+            out += (layer - out) * mask[..., None]
+            replaced = np.maximum(replaced, mask)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8), replaced
+
+
+def _warped(entry: MemoryEntry, points: np.ndarray, part: int, size: int) -> np.ndarray | None:
+    """The entry's patch warped into the crop (S, S, 3 float32) by the affine map that best takes its part's
+    edges (lips or lids, with the lines around them) onto the target's."""
+    index = _points(part)
+    src, dst = entry.points[index], points[index]
+    design = np.concatenate([src, np.ones((len(src), 1))], axis=1)
+    matrix, *_ = np.linalg.lstsq(design, dst, rcond=None)
+    if not np.all(np.isfinite(matrix)):
+        return None
+    return cv2.warpAffine(entry.patch.astype(np.float32), matrix.T, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _colour_matched(layer: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``layer`` with its per-channel gain matched to ``image`` on a ring just outside ``mask``: the entry under the
+    frame's light and colour now."""
+    grown = cv2.dilate((mask > 0.02).astype(np.uint8), np.ones((9, 9), np.uint8))
+    ring = (grown > 0) & (mask <= 0.02)
+    if ring.sum() < 10:
+        return layer
+    gain = image[ring].mean(axis=0) / np.maximum(layer[ring].mean(axis=0), 1.0)
+    return layer * np.clip(gain, 0.7, 1.4)

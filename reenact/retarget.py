@@ -1,0 +1,163 @@
+"""A transfer by the driving face's own motion: how its landmarks moved from its own rest, carried onto the source.
+
+The AU route (``editing.TransferTarget``) reads the driving face as AUs and redraws them with the motion basis, a
+mean motion per read unit: a noisy reading of the driver times a diluted field, and the reader's confusions (a
+smile's narrowed eyes read as a blink) drawn as they are read. The driving face's landmarks already say how it
+moved, so here the motion is theirs:
+
+1. ``DrivingMotion``: per frame of the driving clip, its landmarks in its aligned crop, brought onto its resting
+   face by a similarity on the expression-stable landmarks, minus that rest; the part a head turn explains (the
+   model's per-degree fields) is taken out, so only expression is left. The rest is the mean face of the clip's
+   calmest frames (lowest AU readings near the usual head pose): no neutral first frame is needed.
+2. ``Retargeter``: that displacement on the source's face, scaled per region by the two faces' own proportions
+   (the lids' travel by the eyes' opening, the brows' by their height over the eyes, the mouth's by its width), so a
+   narrow-eyed source is not given a wide-eyed driver's lid travel; only the regions of the chosen AUs; and, with
+   ``--pose``, the driving head's turn drawn by the per-degree fields. It gives the motion step's per-landmark
+   moves (``MotionNet.field`` makes the flow), in the motion's convention: where content comes from, relative to
+   where it lands.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from reenact.face.align import stabilise
+from reenact.face.aus import AU_NAMES
+from reenact.face.regions import MESH, face_regions, region_mask
+
+# Lid lines, per eye: upper then lower (MediaPipe mesh), the lids' travel is scaled by the eye's opening.
+_LIDS = (((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
+         ((466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382)))  # fmt: skip
+# Brow points above each eye's upper lid: the brows' height is measured from the lid's top to them.
+_BROWS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (300, 293, 334, 296, 336, 276, 283, 282, 295, 285))
+_MOUTH_CORNERS = (61, 291)
+_CALM_SHARE = 0.15  # the rest is the mean of this share of the clip's frames, the calmest
+_RATIO_RANGE = (0.5, 2.0)  # per-region scales are kept within this: a mis-tracked frame does not blow a region up
+_SOURCE_MEMORY = 300  # frames over which the source's proportions are taken (a robust running value)
+
+
+def proportions(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 478, 2) normalised crop landmarks -> (..., 3): the eyes' opening, the brows' height over the upper
+    lids and the mouth's width, each a mean over both sides where there are two."""
+    xy = np.asarray(landmarks, dtype=np.float64)
+    upper = [xy[..., list(up), 1].mean(-1) for up, _ in _LIDS]
+    lower = [xy[..., list(low), 1].mean(-1) for _, low in _LIDS]
+    opening = np.mean([lo - up for up, lo in zip(upper, lower)], axis=0)
+    brows = np.mean([up - xy[..., list(b), 1].mean(-1) for up, b in zip(upper, _BROWS)], axis=0)
+    mouth = np.abs(xy[..., _MOUTH_CORNERS[1], 0] - xy[..., _MOUTH_CORNERS[0], 0])
+    return np.stack([opening, brows, mouth], axis=-1)
+
+
+def region_scales(landmarks: np.ndarray) -> np.ndarray:
+    """(478, 3, 2) weights: which proportion (eye opening, brow height, mouth width) scales each landmark's motion,
+    per axis (lids and brows vertically, the mouth both ways). Landmarks in no such region move as the driver's."""
+    regions = face_regions(landmarks)
+    weights = np.zeros((len(landmarks), 3, 2))
+    lids = [i for eye in _LIDS for line in eye for i in line]
+    brows = regions["brows"].copy()
+    brows[lids] = False
+    weights[lids, 0, 1] = 1.0
+    weights[brows, 1, 1] = 1.0
+    weights[regions["mouth"], 2, :] = 1.0
+    return weights
+
+
+@dataclass(frozen=True)
+class DrivingMotion:
+    """A driving clip's expression motion: per frame, its landmarks' displacement from its rest (normalised crop
+    units, y down; head turns taken out), and its head's turn from its usual pose (degrees)."""
+
+    times: np.ndarray  # (N,) seconds
+    displacement: np.ndarray  # (N, 478, 2) float32
+    turns: np.ndarray  # (N, 3) pitch, yaw, roll minus the clip's median
+    rest: np.ndarray  # (478, 2) the driving face at rest
+
+    @classmethod
+    def from_track(cls, times: np.ndarray, landmarks: np.ndarray, aus: np.ndarray, poses: np.ndarray,
+                   pose_basis: np.ndarray | None) -> DrivingMotion:
+        """From a driving track's per-frame aligned landmarks (N, 478, 2, normalised), AUs (N, 17) and head poses
+        (N, 3, degrees). ``pose_basis``: the model's per-degree fields (3, 478, 2, in moves per
+        ``pose_features`` unit), which take the head's turns out of the displacement; None leaves them in."""
+        from reenact.model.networks import pose_features
+
+        usual = np.median(poses, axis=0)
+        turns = (poses - usual).astype(np.float32)
+        # The calmest frames: the least AU activity, among the frames nearest the usual head pose.
+        near = np.abs(turns).max(axis=1) <= np.percentile(np.abs(turns).max(axis=1), 50)
+        activity = np.where(near, aus.sum(axis=1), np.inf)
+        calm = np.argsort(activity)[: max(1, int(round(_CALM_SHARE * len(times))))]
+        rest = stabilise(landmarks[calm], landmarks[calm[0]]).mean(axis=0)
+        moved = stabilise(landmarks, rest) - rest
+        if pose_basis is not None:
+            # The basis gives moves (content's origin minus landing), so a turn from the rest's pose displaces
+            # landmarks by -basis @ turn.
+            from_rest = (poses - poses[calm].mean(axis=0)).astype(np.float64)
+            moved += np.einsum("nk,kpc->npc", pose_features(from_rest), pose_basis)
+        moved[:, MESH:] = 0.0  # the irises follow gaze, not expression
+        return cls(np.asarray(times, np.float64), moved.astype(np.float32), turns, rest.astype(np.float32))
+
+    @cached_property
+    def rest_proportions(self) -> np.ndarray:
+        return proportions(self.rest)
+
+    def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """(displacement (478, 2), turn (3,)) at time t: linear between frames, held past either end."""
+        i = int(np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1)) if len(self.times) > 1 else 0
+        if len(self.times) == 1:
+            return self.displacement[0], self.turns[0]
+        t0, t1 = self.times[i - 1], self.times[i]
+        w = float(np.clip((t - t0) / (t1 - t0), 0.0, 1.0)) if t1 > t0 else 1.0
+        return ((1 - w) * self.displacement[i - 1] + w * self.displacement[i],
+                (1 - w) * self.turns[i - 1] + w * self.turns[i])
+
+
+class Retargeter:
+    """The moves that give a source face a driving face's motion at time t (``__call__``); stateful (the source's
+    proportions are a running value over the frames seen), so one per stream, ``reset`` between streams."""
+
+    def __init__(self, driving: DrivingMotion, aus: tuple[str, ...] = AU_NAMES, scale: float = 1.0,
+                 pose_basis: np.ndarray | None = None) -> None:
+        """``aus``: only these AUs' regions move. ``scale``: a factor on the motion. ``pose_basis``: the model's
+        per-degree fields, to turn the source's head as the driving head turns (None: the head is left as it is)."""
+        from reenact.model.networks import pose_features
+
+        self.driving = driving
+        self.scale = scale
+        self.selected = np.any(region_mask(driving.rest, tuple(aus)), axis=0)[:, None] if aus else None
+        self.pose_basis = pose_basis
+        self._pose_features = pose_features
+        self._seen: deque[np.ndarray] = deque(maxlen=_SOURCE_MEMORY)
+        self._weights: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._seen.clear()
+        self._weights = None
+
+    def ratios(self, landmarks: np.ndarray) -> np.ndarray:
+        """The source's proportions over the driver's resting ones (eye opening, brow height, mouth width), the
+        source's taken over the frames seen so far: a blink or a smile does not change them."""
+        self._seen.append(proportions(landmarks))
+        seen = np.array(self._seen)
+        # The eyes: a high percentile, as blinks only ever narrow them; the rest: the median.
+        source = np.array([np.percentile(seen[:, 0], 75), np.median(seen[:, 1]), np.median(seen[:, 2])])
+        return np.clip(source / np.maximum(self.driving.rest_proportions, 1e-6), *_RATIO_RANGE)
+
+    def __call__(self, landmarks: np.ndarray, t: float) -> np.ndarray:
+        """(478, 2) moves, normalised crop units, for a source face with ``landmarks`` (478, 2, normalised)."""
+        if self._weights is None:
+            self._weights = region_scales(landmarks)
+        displacement, turn = self.driving.at(t)
+        ratios = self.ratios(landmarks)
+        weights = self._weights
+        factor = 1.0 + np.einsum("nkc,k->nc", weights, ratios - 1.0)  # each landmark's region's ratio, else 1
+        moved = self.scale * factor * displacement
+        if self.selected is not None:
+            moved = moved * self.selected
+        moves = -moved  # a landmark displaced by d lands at p + d: its content comes from -d relative to there
+        if self.pose_basis is not None:
+            moves = moves + np.einsum("k,kpc->pc", self._pose_features(turn.astype(np.float64)), self.pose_basis)
+        return moves.astype(np.float32)

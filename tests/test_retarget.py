@@ -1,0 +1,142 @@
+"""Transfer by the driving face's own landmark motion (`reenact.retarget`), on real MediaPipe landmarks and clips."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from reenact.face.align import estimate_alignment
+from reenact.face.aus import AU_NAMES
+from reenact.face.tracker import FaceTracker
+from reenact.model.coords import normalise
+from reenact.retarget import _LIDS, DrivingMotion, Retargeter, proportions
+
+pytestmark = pytest.mark.usefixtures("require_face_model")
+
+UPPER_LIDS = [i for eye in _LIDS for i in eye[0]]
+CORNERS = [61, 291]
+
+
+@pytest.fixture(scope="module")
+def face(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut's 478 landmarks in her aligned 256 crop, normalised."""
+    with FaceTracker(video_mode=False) as tracker:
+        found = tracker(astronaut, 0.0)
+    return normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256).astype(np.float64)
+
+
+def driving_clip(face: np.ndarray, frames: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A driving track made from a real face: at rest but for frames 20-29, where the upper lids come down by
+    half the eye's opening and the mouth corners go out and up; the AUs say so. The head sits still."""
+    opening = proportions(face)[0]
+    points = np.repeat(face[None], frames, axis=0)
+    aus = np.zeros((frames, len(AU_NAMES)), np.float32)
+    points[20:30, UPPER_LIDS, 1] += 0.5 * opening
+    points[20:30, CORNERS[0]] += (-0.01, -0.01)
+    points[20:30, CORNERS[1]] += (0.01, -0.01)
+    aus[20:30, AU_NAMES.index("AU45")] = 2.5
+    aus[20:30, AU_NAMES.index("AU12")] = 2.0
+    return np.arange(frames) / 25.0, points, aus, np.zeros((frames, 3), np.float32)
+
+
+def test_the_driving_motion_is_its_landmarks_moves_from_its_rest(face: np.ndarray) -> None:
+    times, points, aus, poses = driving_clip(face)
+    motion = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    assert np.allclose(motion.rest, face, atol=1e-6)  # the calm frames are the rest
+    assert np.abs(motion.at(times[5])[0]).max() < 1e-6  # a frame at rest does not move
+    moved, _ = motion.at(times[25])
+    opening = proportions(face)[0]
+    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * opening, atol=1e-3)
+    assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
+
+
+def test_lid_travel_is_scaled_by_the_source_eyes_opening(face: np.ndarray) -> None:
+    """A source whose eyes open half as wide as the driver's closes them by half the driver's lid travel (so both
+    close to the same share), while the mouth, as wide as the driver's, moves as the driver's."""
+    times, points, aus, poses = driving_clip(face)
+    motion = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    narrow = face.copy()
+    for upper, lower in _LIDS:
+        middle = (narrow[list(upper), 1].mean() + narrow[list(lower), 1].mean()) / 2
+        for line in (upper, lower):
+            narrow[list(line), 1] = middle + 0.5 * (narrow[list(line), 1] - middle)
+    same = Retargeter(motion)(face, times[25])
+    half = Retargeter(motion)(narrow, times[25])
+    # Moves are where content comes from: a landmark displaced down by d has a move of -d.
+    assert np.allclose(half[UPPER_LIDS, 1], 0.5 * same[UPPER_LIDS, 1], rtol=0.02)
+    assert np.allclose(half[CORNERS], same[CORNERS], atol=1e-6)
+    assert np.allclose(same[UPPER_LIDS, 1], -0.5 * proportions(face)[0], atol=1e-3)
+
+
+def test_only_the_chosen_aus_regions_move(face: np.ndarray) -> None:
+    times, points, aus, poses = driving_clip(face)
+    motion = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    mouth_only = Retargeter(motion, aus=("AU12",))(face, times[25])
+    assert np.abs(mouth_only[UPPER_LIDS]).max() == 0  # the lids are not in the smile's region
+    assert np.abs(mouth_only[CORNERS]).max() > 0.009
+
+
+def test_a_head_turn_is_not_taken_for_expression(face: np.ndarray) -> None:
+    """With the model's per-degree fields, a driving head that only turns leaves (nearly) no expression motion."""
+    from reenact.model.io import load_generator
+    from reenact.model.networks import pose_features
+
+    basis = load_generator(None).motion.pose_basis.detach().numpy().astype(np.float64)
+    frames = 30
+    poses = np.zeros((frames, 3), np.float32)
+    poses[15:, 1] = 8.0  # a yaw of 8 degrees for the second half
+    turned = face - np.einsum("k,kpc->pc", pose_features(poses[-1].astype(np.float64) - 0.0), basis)
+    points = np.where(np.arange(frames)[:, None, None] >= 15, turned[None], face[None])
+    aus = np.zeros((frames, len(AU_NAMES)), np.float32)
+    motion = DrivingMotion.from_track(np.arange(frames) / 25.0, points, aus, poses, pose_basis=basis)
+    raw = DrivingMotion.from_track(np.arange(frames) / 25.0, points, aus, poses, pose_basis=None)
+    left, plain = np.abs(motion.displacement[20]).max(), np.abs(raw.displacement[20]).max()
+    assert plain > 0.005  # the turn moves the landmarks in the aligned crop...
+    assert left < 0.25 * plain  # ...and the per-degree fields account for most of it
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "reenact", *map(str, args), "--quiet"], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_transfer_follows_the_driving_mouth(astronaut: np.ndarray, shared_data: Path, tmp_path: Path) -> None:
+    """A talking driver onto the astronaut, by its landmarks: MediaPipe on the output finds her lips opening and
+    closing with the driver's (the lips' gap, frame by frame, correlates with the driver's)."""
+    from reenact.video import VideoReader
+
+    still = tmp_path / "astronaut.png"
+    cv2.imwrite(str(still), astronaut[:, :, ::-1])
+    driving = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
+    out = tmp_path / "out.mp4"
+    result = _run("transfer", still, driving, "-o", out)
+    assert result.returncode == 0, result.stderr
+
+    def gaps(path: Path) -> np.ndarray:
+        rows = []
+        with VideoReader(path) as reader, FaceTracker() as tracker:
+            for frame in reader:
+                found = tracker(frame.image, frame.time)
+                rows.append(np.nan if found is None else (found.xy[14, 1] - found.xy[13, 1]) / np.ptp(found.xy[:, 0]))
+        return np.array(rows)
+
+    driver, output = gaps(driving), gaps(out)
+    ok = ~np.isnan(driver) & ~np.isnan(output)
+    assert ok.sum() > 60
+    assert np.corrcoef(driver[ok], output[ok])[0, 1] > 0.8
+    assert np.ptp(output[ok]) > 0.5 * np.ptp(driver[ok])  # and opens about as far (scaled by the face)
+
+
+def test_landmark_motion_is_relative_only(astronaut: np.ndarray, shared_data: Path, tmp_path: Path) -> None:
+    still = tmp_path / "astronaut.png"
+    cv2.imwrite(str(still), astronaut[:, :, ::-1])
+    out = tmp_path / "out.mp4"
+    result = _run("transfer", still, shared_data / "train" / "grid_s1" / "bbaf2n.mp4", "-o", out, "--mode",
+                  "absolute", "--motion", "landmarks")
+    assert result.returncode == 1 and "--motion aus" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
