@@ -1,20 +1,23 @@
-"""The motion step's per-AU displacement basis, fitted in closed form with each AU confined to its FACS region.
+"""The motion step's per-AU displacement basis, fitted in closed form with each AU kept to its FACS region.
 
 Trained freely, the basis learns whatever moves with an AU in the data: brow lowering (AU04) co-occurs with
 speech, so its field also opened the mouth, and a brow edit moved the lips. FACS defines each AU by the muscle
-that makes it, so here each AU may move only the landmarks of its region (brows, eyes, cheeks, nose, mouth and
-jaw), and the fields are the ridge least-squares fit of the landmark moves of training pairs on the AU changes,
-one small solve per landmark. The fit is exact and takes seconds; the network correction on top is set to zero
-(measured: it added nothing on people it never saw once the basis is fitted this way).
+that makes it, so here each AU moves only the landmarks of its region (brows, eyes, cheeks, nose, mouth and jaw).
+The fit is exact and takes seconds; the network correction on top is set to zero (measured: it added nothing on
+people it never saw once the basis is fitted this way).
 
-The AU changes are the training frames' OpenFace labels (``labels="openface"``, the default), not reenact's own
-reader: a least-squares field is the mean landmark motion of real faces whose labelled AU changes by one unit, the
-other AUs held, so an edit of +k moves the face as real faces labelled +k moved, judged by a meter that is not
-reenact's. (Fitted on reenact's readings, edits needed a gain tuned until that same reader saw them.)
+The fit (``labels="openface"``, the default) is on the training frames' OpenFace labels, not on reenact's own
+reader: every labelled frame's landmark moves from its clip's rest (the mean of its calmest frames) against its
+labels' rise from the rest's, all AUs and the head pose together, each person weighted alike. A least-squares
+field is then the mean landmark motion of real faces whose labelled AU rises by one, the other AUs held, so an
+edit of +k moves the face as real faces labelled +k moved, judged by a meter that is not reenact's. Each field is
+then kept inside its region. (Fitted on pairs of reenact's readings, noisy at both ends, the fields were diluted,
+and edits needed a gain tuned until that same reader saw them: ``labels="reader"`` keeps that fit, one small
+solve per landmark with the region's AUs only.)
 
-A model with head-pose motion gets its per-degree fields from the same solve: the head-pose change that the
-similarity alignment leaves between A and B (mostly pitch and yaw) is three more columns, free to move any
-landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
+A model with head-pose motion gets its per-degree fields from the same solve: the head-pose change from the rest
+(or, for pairs, the one the similarity alignment leaves between A and B; mostly pitch and yaw) is three more
+columns, free to move any landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
 """
 
 from __future__ import annotations
@@ -97,12 +100,20 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
     weighted = change * weight[:, None]
     gram = weighted.T @ change
     basis = np.zeros((change.shape[1], *model.motion.basis.shape[1:]), dtype=np.float64)
-    for n in range(moves.shape[1]):
-        columns = np.flatnonzero(allowed[:, n])
-        if len(columns) == 0:
-            continue
-        lhs = gram[np.ix_(columns, columns)] + ridge * np.eye(len(columns))
-        basis[columns, n] = np.linalg.solve(lhs, weighted[:, columns].T @ moves[:, n])
+    if labels == "openface":
+        # Every AU held while each is fitted (one solve for all landmarks), then each AU's field kept inside its
+        # region only: inside it, an AU moves a landmark as real faces' did with the others held. Solved with the
+        # region's AUs alone (the fit before), an AU also took up what correlated AUs do at its landmarks: a
+        # cheek raise carried 0.39 of real faces' lid motion, the smile having been left out there.
+        lhs = gram + ridge * np.eye(len(gram))
+        basis = np.linalg.solve(lhs, weighted.T @ moves.reshape(len(moves), -1)).reshape(basis.shape) * allowed[..., None]
+    else:
+        for n in range(moves.shape[1]):
+            columns = np.flatnonzero(allowed[:, n])
+            if len(columns) == 0:
+                continue
+            lhs = gram[np.ix_(columns, columns)] + ridge * np.eye(len(columns))
+            basis[columns, n] = np.linalg.solve(lhs, weighted[:, columns].T @ moves[:, n])
     n_aus = model.config.n_aus
     with torch.no_grad():
         model.motion.basis.copy_(torch.from_numpy(basis[:n_aus].astype(np.float32)))
