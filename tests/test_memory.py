@@ -95,12 +95,19 @@ def test_a_still_image_and_no_memory_give_the_one_pass_edit(astronaut: np.ndarra
     assert np.array_equal(cv2.imread(str(outs["memory"])), cv2.imread(str(outs["paint"])))
 
     clip = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
-    cli, api = tmp_path / "cli.mp4", tmp_path / "api.mp4"
-    assert run_cli("edit", clip, "-o", cli, "--preset", "surprised", "--no-memory").returncode == 0
-    options = GeneratorOptions(memory=False)
-    edit_video(clip, api, options.editor(ExpressionTarget(preset="surprised")))
-    with VideoReader(cli) as a, VideoReader(api) as b:
-        assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    single, remembered, api = tmp_path / "single.mp4", tmp_path / "memory.mp4", tmp_path / "api.mp4"
+    assert run_cli("edit", clip, "-o", single, "--preset", "surprised", "--no-memory").returncode == 0
+    assert run_cli("edit", clip, "-o", remembered, "--preset", "surprised").returncode == 0
+    edit_video(clip, api, GeneratorOptions(memory=False).editor(ExpressionTarget(preset="surprised")))
+
+    def psnrs(path: Path) -> np.ndarray:
+        with VideoReader(path) as a, VideoReader(api) as b:
+            return np.array([_psnr(x.image, y.image) for x, y in zip(a, b, strict=True)])
+
+    # The same as the one pass but for MediaPipe's threads (its landmarks can differ in the last bits between
+    # processes); with the memory, his own teeth replace the painted ones where the mouth opens.
+    assert psnrs(single).min() > 50
+    assert psnrs(remembered).min() < 40
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
