@@ -4,7 +4,8 @@ Parts: the clip's first frames are tracked once, then aligned, edited and pasted
 thread, with each part of the edit stage timed (ms per frame, best of --repeat): cutting the crop, the motion net,
 the splat of its per-landmark moves into a dense flow, the lid and lip remap, the warp, the texture net, the paint
 (mouth interior and closed lids), the two masks, the paste-back and its colour match (the model is $REENACT_MODEL,
-else models/default). End to end: the threaded pipeline as `reenact edit CLIP --preset happy` runs it (fps, best of
+else models/default). End to end: the threaded pipeline as `reenact edit CLIP --preset happy --no-memory` runs it
+(the single pass; benchmarks/face_memory.py measures the face memory's first pass against it) (fps, best of
 --repeat), and a plain transcode (libx264, crf 18, preset medium: reenact's defaults) of the same clip.
 Usage: python benchmarks/edit_speed.py [CLIP] [--repeat 2] [--frames 100] [--preset happy]
 (default CLIP: a 20 s 640x480 synthetic clip)

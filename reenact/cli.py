@@ -14,7 +14,8 @@ EXAMPLES = {
   reenact edit talk.mp4 -o smile.mp4 --au AU12=3
   reenact edit talk.mp4 -o more.mp4 --au AU12=+1.5 --au AU26=+1
   reenact edit talk.mp4 -o sad.mp4 --preset sad:0.7 --start 2 --end 5
-  reenact edit portrait.jpg -o happy.jpg --preset happy""",
+  reenact edit portrait.jpg -o happy.jpg --preset happy
+  reenact edit talk.mp4 -o painted.mp4 --preset surprised --no-memory   # paint, not the person's own teeth""",
     "transfer": """examples:
   reenact transfer me.mp4 actor.mp4 -o me_acting.mp4
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
