@@ -13,8 +13,9 @@ each face and its edit.
 ``transfers``: ``reenact transfer`` of held-out clips (a still frame and the clip itself) driven by other
 held-out people's clips. Per region (brows, lids, mouth corners, lips, jaw), the output's landmark motion
 (MediaPipe on the output, from the source's own) against the driver's motion retargeted to the source: the
-correlation over frames and the amplitude (projection) ratio; reenact's AU reader on the output against the
-driver, mean correlation over the driver's active AUs; identity.
+correlation over frames and the amplitude (projection) ratio, and the amplitude as the pixels show it (patch
+matching on every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean
+correlation over the driver's active AUs; identity.
 
 Usage:
   python probes/full_strength.py edits DATASET --split RUN/split.json [--model default] [--faces 24] [--json F]
@@ -296,8 +297,8 @@ def transfers(args) -> dict:
                     results.append(_score(out, src, kind, track, pose_basis, meter, Retargeter)
                                    | {"driver": driver.stem, "source": source.stem, "kind": kind})
                     print(json.dumps(results[-1]), flush=True)
-    summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3) for m in ("corr", "amp")}
-               for region in TRANSFER_REGIONS}
+    summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3)
+                        for m in ("corr", "amp", "pixel_amp")} for region in TRANSFER_REGIONS}
     summary["au_corr"] = round(float(np.nanmean([r["au_corr"] for r in results])), 3)
     summary["identity"] = round(float(np.nanmean([r["identity"] for r in results])), 4)
     print("summary", json.dumps(summary))
@@ -309,13 +310,16 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
     t_out, p_out, a_out, c_out = _aligned_track(out)
     t_src, p_src, _, c_src = _aligned_track(src)
     retarget = Retargeter(track.motion(pose_basis))
-    wanted, got, read, drove, apart = [], [], [], [], []
+    wanted, got, pixels, read, drove, apart = [], [], [], [], [], []
     for i, t in enumerate(t_out):
         j = 0 if kind == "still" else min(i, len(p_src) - 1)
         if p_out[i] is None or p_src[j] is None:
             continue
         wanted.append(-retarget(p_src[j], t))
         got.append(stabilise(p_out[i][None].astype(np.float64), p_src[j].astype(np.float64))[0] - p_src[j])
+        if i % 5 == 0:  # what the pixels did, read without MediaPipe (every fifth frame: it is slow)
+            points = (p_src[j] + 1) / 2 * 256 - 0.5
+            pixels.append((wanted[-1], patch_motion(c_src[j], c_out[i], points) / 128))
         read.append(a_out[i])
         drove.append(track.at(t))
         if i % 10 == 0:
@@ -327,8 +331,12 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
     for region, index in TRANSFER_REGIONS.items():
         w = wanted[:, list(index)] - wanted[:, list(index)].mean(axis=0)
         g = got[:, list(index)] - got[:, list(index)].mean(axis=0)
+        pw = np.concatenate([p[0][list(index)] for p in pixels])
+        pm = np.concatenate([p[1][list(index)] for p in pixels])
+        ok = ~np.isnan(pm).any(axis=1)
         row[region] = {"corr": round(float(np.corrcoef(w.ravel(), g.ravel())[0, 1]), 3),
-                       "amp": round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3)}
+                       "amp": round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
+                       "pixel_amp": round(float(pm[ok].ravel() @ pw[ok].ravel() / (pw[ok].ravel() @ pw[ok].ravel())), 3)}
     read, drove = np.array(read), np.array(drove)
     active = np.percentile(drove, 95, axis=0) - np.percentile(drove, 5, axis=0) >= 0.5
     corrs = [np.corrcoef(read[:, k], drove[:, k])[0, 1] for k in np.flatnonzero(active) if read[:, k].std() > 0]
