@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus
-from reenact.face.regions import MESH, region_mask
+from reenact.face.regions import region_mask
 from reenact.model.coords import normalise
 from reenact.model.networks import pose_features
 from reenact.face.align import stabilise

@@ -21,7 +21,7 @@ from reenact.train.adversarial import (
     train_adversarial,
     train_critic,
 )
-from reenact.train.basis import region_mask
+from reenact.face.regions import region_mask
 from reenact.train.dataset import decode_crops, load_dataset, pack_dataset
 
 pytestmark = pytest.mark.usefixtures("require_face_model")

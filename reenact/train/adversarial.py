@@ -198,7 +198,7 @@ def train_adversarial(dataset_dir: str | Path, out_dir: str | Path, init: str | 
     groups = [{"params": list(model.texture.parameters())}]
     basis = model.motion.basis
     if options.motion:
-        from reenact.train.basis import region_mask
+        from reenact.face.regions import region_mask
 
         mean_landmarks = np.concatenate([c.landmarks for c in clips]).mean(axis=0)
         allowed = torch.from_numpy(region_mask(mean_landmarks)).to(device)[..., None].float()

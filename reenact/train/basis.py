@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from reenact.face.align import stabilise
+from reenact.face.regions import MESH, region_mask
 from reenact.model.coords import normalise
-from reenact.face.regions import AU_REGIONS, face_regions, region_mask  # noqa: F401 (re-exported)
 from reenact.model.networks import AU_SCALE, Generator, pose_features
-from reenact.train.pairs import MESH, PairSampler
+from reenact.train.pairs import PairSampler
 from reenact.train.dataset import PreparedClip
 
 @dataclass(frozen=True)

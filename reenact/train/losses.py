@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reenact.train.pairs import MESH
+from reenact.face.regions import MESH
 
 
 def landmark_motion_loss(moves: torch.Tensor, landmarks_a: torch.Tensor, landmarks_b: torch.Tensor) -> torch.Tensor:

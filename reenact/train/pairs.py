@@ -17,7 +17,6 @@ from reenact.face.align import STABLE_LANDMARKS, face_mask, similarity_transform
 from reenact.model.networks import normalise
 from reenact.train.dataset import PreparedClip
 
-from reenact.face.regions import MESH
 
 
 @dataclass

@@ -29,12 +29,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from reenact.face.regions import MESH
 from reenact.files import atomic_output
 from reenact.model.io import load_generator, save_generator
 from reenact.model.networks import Generator, GeneratorConfig
 from reenact.train.dataset import PreparedClip, load_dataset
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
-from reenact.train.pairs import MESH, PairBatch, PairSampler
+from reenact.train.pairs import PairBatch, PairSampler
 
 Phase = Literal["motion", "texture", "joint", "basis", "gain"]
 
