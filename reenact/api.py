@@ -106,7 +106,10 @@ def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), m
         bar = stack.enter_context(FrameProgress("track", total, progress))
         track = FaceTrack.record(reader, tracker, Path(folder), tracking.crop_size, face_memory, bar.advance)
         stack.close()
-        yield track, face_memory
+        try:
+            yield track, face_memory
+        finally:
+            track.close()
 
 
 def build_memory(input: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False) -> FaceMemory:

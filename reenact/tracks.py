@@ -7,12 +7,13 @@ With the whole track known before anything is edited:
   unedited between edited ones (with the next one's paint beside the lips);
 - where the face is really lost, the edit fades out before and in after (``FaceTrack.fade``), instead of popping.
 
-The track is one fixed-size record per frame in a file (``RECORD``), read through a memory map: memory stays flat
-however long the video.
+The track is one fixed-size record per frame in a file (``RECORD``, about 6 KB), read back a frame at a time: memory
+stays flat however long the video.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,15 +36,28 @@ FADE_S = 0.3  # the edit fades out and in over this long around a real loss
 
 
 class FaceTrack:
-    """The chosen face in every frame of a video (``record``), bridged over short gaps; indexable by frame."""
+    """The chosen face in every frame of a video (``record``), bridged over short gaps; indexable by frame. Only
+    each frame's time and whether it has a face stay in memory (9 bytes a frame); a face is read from the file when
+    asked for, so memory stays flat however long the video."""
 
-    def __init__(self, path: Path, frames: int) -> None:
+    def __init__(self, path: Path, found: np.ndarray, times: np.ndarray) -> None:
         self.path = path
-        self.rows = np.memmap(path, dtype=RECORD, mode="r+", shape=(frames,)) if frames else np.zeros(0, RECORD)
-        self._lost_times = self.rows["time"][~self.rows["found"]] if frames else np.zeros(0)
+        self.found = found
+        self.times = times
+        self._file = open(path, "r+b")  # noqa: SIM115 (kept open for the second pass; closed by ``close``)
+        self._lost_times = times[~found]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.found)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _row(self, index: int) -> np.ndarray:
+        return np.frombuffer(os.pread(self._file.fileno(), RECORD.itemsize, index * RECORD.itemsize), RECORD)[0]
+
+    def _write(self, index: int, row: np.ndarray) -> None:
+        os.pwrite(self._file.fileno(), row.tobytes(), index * RECORD.itemsize)
 
     @classmethod
     def record(cls, frames: Iterable[Frame], tracker: FaceTracker, folder: Path, crop_size: int = 256,
@@ -52,7 +66,8 @@ class FaceTrack:
         """Track ``frames`` (decode and MediaPipe overlapping, as in the one-pass pipeline), write the track under
         ``folder``, let ``memory`` observe each aligned crop (then freeze it), and bridge gaps up to ``bridge_s``."""
         path = folder / "track.bin"
-        count = 0
+        found: list[bool] = []
+        times: list[float] = []
         observe = None if memory is None else _Observer(memory)
         stages = [TrackStage(tracker), AlignStage(FaceAligner(crop_size))] + ([observe] if observe else [])
         with open(path, "wb") as out:
@@ -64,45 +79,49 @@ class FaceTrack:
                     row["landmarks"], row["blendshapes"], row["pose"], row["box"] = (
                         face.landmarks, face.blendshapes, face.pose, face.box)
                 out.write(row.tobytes())
-                count += 1
+                found.append(face is not None)
+                times.append(state.frame.time)
                 if advance is not None:
                     advance(face is not None)
         if memory is not None:
             memory.frozen = True
-        track = cls(path, count)
+        track = cls(path, np.array(found, bool), np.array(times, np.float64))
         track.bridge(bridge_s)
         return track
 
     def bridge(self, bridge_s: float) -> int:
         """Fill each run of frames without a face that lasts at most ``bridge_s`` and has a face on both sides, by
         linear interpolation of the face between them. Returns the frames filled."""
-        rows, found = self.rows, self.rows["found"].copy()
+        found, times = self.found, self.times
         filled = 0
         i = 0
-        while i < len(rows):
+        while i < len(found):
             if found[i]:
                 i += 1
                 continue
             j = i
-            while j < len(rows) and not found[j]:
+            while j < len(found) and not found[j]:
                 j += 1
-            if i > 0 and j < len(rows) and rows["time"][j] - rows["time"][i - 1] <= bridge_s + 1e-9:
-                t0, t1 = rows["time"][i - 1], rows["time"][j]
+            if i > 0 and j < len(found) and times[j] - times[i - 1] <= bridge_s + 1e-9:
+                before, after = self._row(i - 1), self._row(j)
                 for k in range(i, j):
-                    w = (rows["time"][k] - t0) / (t1 - t0) if t1 > t0 else 0.5
+                    w = (times[k] - times[i - 1]) / (times[j] - times[i - 1]) if times[j] > times[i - 1] else 0.5
+                    row = before.copy()
+                    row["time"] = times[k]
                     for name in ("landmarks", "blendshapes", "pose", "box"):
-                        rows[name][k] = (1 - w) * rows[name][i - 1] + w * rows[name][j]
-                    rows["found"][k] = True
+                        row[name] = (1 - w) * before[name] + w * after[name]
+                    self._write(k, row)
+                found[i:j] = True
                 filled += j - i
             i = j
-        self._lost_times = rows["time"][~rows["found"]]
+        self._lost_times = times[~found]
         return filled
 
     def face(self, index: int) -> FaceObservation | None:
         """The face in frame ``index`` (tracked or bridged), or None."""
-        if index >= len(self.rows) or not self.rows["found"][index]:
+        if index >= len(self.found) or not self.found[index]:
             return None
-        row = self.rows[index]
+        row = self._row(index)
         return FaceObservation(np.array(row["landmarks"]), np.array(row["blendshapes"]), np.array(row["pose"]),
                                tuple(float(v) for v in row["box"]))
 
