@@ -28,6 +28,7 @@ import numpy as np
 from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES
 from reenact.face.regions import MESH, face_regions, region_mask
+from reenact.model.networks import pose_features
 
 # Lid lines, per eye: upper then lower (MediaPipe mesh), the lids' travel is scaled by the eye's opening.
 _LIDS = (((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
@@ -82,8 +83,6 @@ class DrivingMotion:
         """From a driving track's per-frame aligned landmarks (N, 478, 2, normalised), AUs (N, 17) and head poses
         (N, 3, degrees). ``pose_basis``: the model's per-degree fields (3, 478, 2, in moves per
         ``pose_features`` unit), which take the head's turns out of the displacement; None leaves them in."""
-        from reenact.model.networks import pose_features
-
         usual = np.median(poses, axis=0)
         turns = (poses - usual).astype(np.float32)
         # The calmest frames: the least AU activity, among the frames nearest the usual head pose.
@@ -106,9 +105,9 @@ class DrivingMotion:
 
     def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(displacement (478, 2), turn (3,)) at time t: linear between frames, held past either end."""
-        i = int(np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1)) if len(self.times) > 1 else 0
         if len(self.times) == 1:
             return self.displacement[0], self.turns[0]
+        i = int(np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1))
         t0, t1 = self.times[i - 1], self.times[i]
         w = float(np.clip((t - t0) / (t1 - t0), 0.0, 1.0)) if t1 > t0 else 1.0
         return ((1 - w) * self.displacement[i - 1] + w * self.displacement[i],
@@ -123,13 +122,10 @@ class Retargeter:
                  pose_basis: np.ndarray | None = None) -> None:
         """``aus``: only these AUs' regions move. ``scale``: a factor on the motion. ``pose_basis``: the model's
         per-degree fields, to turn the source's head as the driving head turns (None: the head is left as it is)."""
-        from reenact.model.networks import pose_features
-
         self.driving = driving
         self.scale = scale
         self.selected = np.any(region_mask(driving.rest, tuple(aus)), axis=0)[:, None] if aus else None
         self.pose_basis = pose_basis
-        self._pose_features = pose_features
         self._seen: deque[np.ndarray] = deque(maxlen=_SOURCE_MEMORY)
         self._weights: np.ndarray | None = None
 
@@ -159,5 +155,5 @@ class Retargeter:
             moved = moved * self.selected
         moves = -moved  # a landmark displaced by d lands at p + d: its content comes from -d relative to there
         if self.pose_basis is not None:
-            moves = moves + np.einsum("k,kpc->pc", self._pose_features(turn.astype(np.float64)), self.pose_basis)
+            moves = moves + np.einsum("k,kpc->pc", pose_features(turn.astype(np.float64)), self.pose_basis)
         return moves.astype(np.float32)
