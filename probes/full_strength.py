@@ -241,7 +241,7 @@ def _aligned_track(path: Path, crop_size: int = 256):
     return np.array(times), points, aus, crops
 
 
-def _still(path: Path, out: Path, frames: int) -> Path:
+def _still(path: Path, out: Path) -> Path:
     """The first frame of a clip as a PNG (a still source)."""
     import av
 
@@ -291,7 +291,7 @@ def transfers(args) -> dict:
             track, _, _ = api.read_driving(short)
             for source in sources:
                 for kind in ("still", "video"):
-                    src = _still(source, tmp, args.frames) if kind == "still" else _trim(source, tmp, args.frames)
+                    src = _still(source, tmp) if kind == "still" else _trim(source, tmp, args.frames)
                     out = tmp / f"out_{driver.stem}_{source.stem}_{kind}.mp4"
                     api.transfer_expression(src, short, out, generator=generator, motion=args.motion)
                     results.append(_score(out, src, kind, track, pose_basis, meter, Retargeter)

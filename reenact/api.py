@@ -95,12 +95,13 @@ def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), m
     """A video's first pass: its face's whole track (kept on disk while the context lasts) and the face memory
     filled from it (``memory`` True: a new one; a ``FaceMemory``: that one, filled unless frozen; False: no first
     pass). Yields (None, None) for a still image or ``memory=False``: the one-pass job of before."""
-    if memory is False or probe(input).is_image:
+    info = None if memory is False else probe(input)
+    if info is None or info.is_image:
         yield None, None
         return
     face_memory = FaceMemory() if memory is True else memory
     with scratch_folder() as folder, ExitStack() as stack:
-        total = probe(input).frame_count
+        total = info.frame_count
         reader = stack.enter_context(VideoReader(input))
         tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
         bar = stack.enter_context(FrameProgress("track", total, progress))

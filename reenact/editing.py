@@ -166,12 +166,13 @@ class GeneratorEditor:
         points = alignment.to_crop(face.xy)
         if self.memory is not None:
             self.memory.observe(crop, points, t)
-        landmarks = torch.from_numpy(normalise(points, size).astype(np.float32))[None].to(self.device)
+        normalised = normalise(points, size).astype(np.float32)
+        landmarks = torch.from_numpy(normalised)[None].to(self.device)
         src = torch.from_numpy(source)[None].to(self.device)
         tgt = torch.from_numpy(goal)[None].to(self.device)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
-        given = None if self.landmark_moves is None else self.landmark_moves(normalise(points, size), t) * weight
+        given = None if self.landmark_moves is None else self.landmark_moves(normalised, t) * weight
         change = turned or not np.array_equal(goal, source) or (given is not None and bool(np.any(given != 0)))
         if change and given is not None:
             moves = torch.from_numpy(given.astype(np.float32))[None].to(self.device)

@@ -28,11 +28,11 @@ import numpy as np
 from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES
 from reenact.face.regions import MESH, face_regions, region_mask
-from reenact.model.networks import pose_features
+from reenact.model.networks import GAP_CONTOURS, MOUTH, pose_features
 
-# Lid lines, per eye: upper then lower (MediaPipe mesh), the lids' travel is scaled by the eye's opening.
-_LIDS = (((246, 161, 160, 159, 158, 157, 173), (7, 163, 144, 145, 153, 154, 155)),
-         ((466, 388, 387, 386, 385, 384, 398), (249, 390, 373, 374, 380, 381, 382)))  # fmt: skip
+# Lid lines, per eye: upper then lower, the gap remap's eye edges without the corners (where the lids always meet);
+# the lids' travel is scaled by the eye's opening.
+_LIDS = tuple((upper[1:-1], lower[1:-1]) for _, upper, lower, _ in GAP_CONTOURS[:MOUTH])
 # Brow points above each eye's upper lid: the brows' height is measured from the lid's top to them.
 _BROWS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (300, 293, 334, 296, 336, 276, 283, 282, 295, 285))
 _MOUTH_CORNERS = (61, 291)

@@ -411,7 +411,7 @@ def edit_mask(landmarks_xy_in_crop: np.ndarray, moved_xy_in_crop: np.ndarray | N
     edge = EDGE_FEATHER * crop_size * np.clip(moved, 0.0, 1.0)  # the soft edge's width where it moved a pixel or more
     reach = np.array(landmarks_xy_in_crop, np.float64)
     reach[oval] = outline + outward * (moved + edge)
-    return np.maximum(mask, face_mask(reach, crop_size, EDGE_FEATHER))
+    return np.maximum(mask, face_mask(reach, crop_size))
 
 
 def _median(x: np.ndarray) -> float:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reenact.face.aus import AU_NAMES
+from reenact.face.regions import region_mask
 from reenact.model.coords import denormalise, normalise
 from reenact.model.paint import paint_closed_lids, paint_mouth_interior
 
@@ -397,17 +399,15 @@ CHANGED = 0.05  # an AU changed by less than this is not edited: its region gets
 # The brows are left to the warp: on held-out faces the texture step laid a grey, flat cast over raised brows and
 # upper lids (seen on a GRID speaker and a bearded validation face under surprised; the warp alone looked natural).
 UNTEXTURED_AUS = ("AU01", "AU02", "AU04")
+_UNTEXTURED = [AU_NAMES.index(name) for name in UNTEXTURED_AUS]
 
 
 def texture_gate(landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor, size: int,
                  ) -> torch.Tensor:
     """(B, 1, size, size) in [0, 1]: 1 inside the regions of the AUs that change, falling to 0 outside them (a
     smooth field through 1 at those regions' landmarks and 0 at the others')."""
-    from reenact.face.aus import AU_NAMES
-    from reenact.face.regions import region_mask
-
     changed = ((target_aus - source_aus).abs() >= CHANGED).cpu().numpy()
-    changed[:, [AU_NAMES.index(name) for name in UNTEXTURED_AUS]] = False
+    changed[:, _UNTEXTURED] = False
     points = landmarks.detach().cpu().numpy()
     weights = [region_mask(p)[c].any(axis=0) if c.any() else np.zeros(len(p), bool) for p, c in zip(points, changed)]
     values = torch.from_numpy(np.stack(weights)).to(landmarks)[..., None]
