@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -13,41 +14,28 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from reenact.errors import InputError, NoFaceError
+from reenact.checks import check_au, check_edit, check_transfer, shorter_driver, transfer_aus, transfer_motion
+from reenact.devices import pick_device
+from reenact.encoding import EncodeOptions
+from reenact.errors import InputError, NoFaceError, ReenactWarning
+from reenact.expression import ExpressionTarget
 from reenact.face.align import FaceAligner
 from reenact.face.aus import AU_NAMES, AUCsvWriter
-from reenact.face.tracker import FaceChoice, FaceTracker
+from reenact.face.counting import face_index_message
+from reenact.face.tracker import FaceTracker, smallest_face
 from reenact.memory import FaceMemory
 from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
 from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
 from reenact.progress import FrameProgress
+from reenact.tracking import TrackingOptions
 from reenact.tracks import CachedTrackStage, FaceTrack, scratch_folder
 from reenact.files import atomic_output
 from reenact.video import Frame, VideoInfo, VideoReader, VideoWriter, check_output_path, probe
 
 if TYPE_CHECKING:  # torch loads only for the commands that run the generator
-    from reenact.editing import ExpressionTarget
     from reenact.model.networks import Generator
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class TrackingOptions:
-    """How faces are found and cropped."""
-
-    face_model: PathLike | None = None  # face_landmarker.task; None: $REENACT_FACE_LANDMARKER, cache, download
-    face: FaceChoice = "largest"  # 'largest' or the n-th face from the left
-    crop_size: int = 256  # aligned crop side in pixels (64 to 1024)
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """Video encoding, with ffmpeg's names and meanings."""
-
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
 
 
 @dataclass(frozen=True)
@@ -101,11 +89,9 @@ def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), m
         return
     face_memory = FaceMemory() if memory is True else memory
     with scratch_folder() as folder, ExitStack() as stack:
-        total = info.frame_count
-        reader = stack.enter_context(VideoReader(input))
-        tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
-        bar = stack.enter_context(FrameProgress("track", total, progress))
-        track = FaceTrack.record(reader, tracker, Path(folder), tracking.crop_size, face_memory, bar.advance)
+        bar = stack.enter_context(FrameProgress("track", info.frame_count, progress))
+        track = FaceTrack.record(Path(input), lambda: FaceTracker(tracking.face_model, tracking.face), Path(folder),
+                                 tracking.crop_size, face_memory, bar.advance)
         stack.close()
         try:
             yield track, face_memory
@@ -122,10 +108,23 @@ def build_memory(input: PathLike, tracking: TrackingOptions = TrackingOptions(),
         return memory
 
 
-def _finish(input: PathLike, output: PathLike, bar: FrameProgress, started: float) -> RunReport:
+def _finish(input: PathLike, output: PathLike, bar: FrameProgress, started: float,
+            tracking: TrackingOptions | None = None) -> RunReport:
     if bar.frames and not bar.faces:
-        raise NoFaceError(f"no face found in any of the {bar.frames} frames of {input}")
+        # A face index past the faces there are finds none either; say what went wrong.
+        wrong_index = tracking is not None and isinstance(tracking.face, int) and tracking.face > 0
+        message = face_index_message(tracking.face, input, tracking.face_model) if wrong_index else None
+        raise NoFaceError(message or _no_face_message(input, bar.frames))
     return RunReport(Path(input), Path(output), bar.frames, bar.faces, time.perf_counter() - started)
+
+
+def _no_face_message(input: PathLike, frames: int) -> str:
+    """Worded for what the user gave: a still is one image, even when it was animated along a clip's frames."""
+    info = probe(input)
+    looked = f"looked for faces down to {smallest_face(info.width, info.height)} px wide"
+    if info.is_image:
+        return f"no face found in the image {input} ({looked})"
+    return f"no face found in any of the {frames} frames of {input} ({looked})"
 
 
 def _video_job(
@@ -164,7 +163,7 @@ def _video_job(
         for state in states:
             bar.advance(state.face is not None)
         # Raised inside the writer's context, so no output is left behind.
-        return _finish(input, output, bar, started)
+        return _finish(input, output, bar, started, tracking)
 
 
 def _annotate(state: FrameState) -> FrameState:
@@ -199,7 +198,7 @@ def edit_video(
 ) -> RunReport:
     """Run ``editor`` on every aligned face crop of ``input`` and paste the results back; audio kept. ``track``: the
     faces from a first pass (``first_pass``) instead of tracking again."""
-    return _video_job(input, output, [EditPasteStage(editor)], tracking, encode, progress, "edit", track=track)
+    return _video_job(input, output, EditPasteStage(editor).stages(), tracking, encode, progress, "edit", track=track)
 
 
 def analyze_aus(
@@ -210,9 +209,7 @@ def analyze_aus(
     progress: bool = False,
 ) -> RunReport:
     """Write OpenFace-style AU intensities per frame of a video or image to ``csv_path``; optionally plot them."""
-    check_output_path(csv_path, input, media=False)
-    if plot_path is not None:
-        check_output_path(plot_path, input, media=False)
+    check_au(input, csv_path, plot_path)
     started = time.perf_counter()
     times: list[float] = []
     curves: list[np.ndarray] = []
@@ -231,7 +228,7 @@ def analyze_aus(
             times.append(state.frame.time)
             curves.append(state.aus if state.aus is not None else np.full(len(AU_NAMES), np.nan, np.float32))
             bar.advance(face is not None)
-        report = _finish(input, csv_path, bar, started)
+        report = _finish(input, csv_path, bar, started, tracking)
         stream_out.close()
     if plot_path is not None:
         from reenact.plot import plot_au_curves
@@ -293,20 +290,16 @@ def edit_expression(
     """Edit the expression of the face in a video or image toward ``target`` with the generator. ``memory``: a video
     gets a first pass that tracks it, fills a face memory (the person's own mouths and eyes, put where the edit
     would paint) and bridges short tracking gaps; False keeps the one-pass job and the paint; a ``FaceMemory``
-    (``build_memory``) is used as it is."""
-    check_output_path(output, input)
+    (``build_memory``) is used as it is. Raises an OptionError for a target that cannot apply to the input (a time
+    range of a still, a start past the clip's end) and DeviceError for a device that is not here, before any work."""
+    if isinstance(target, ExpressionTarget):
+        check_edit(input, output, target)
+    else:  # any function of (AUs, t), whose time range is its own
+        check_output_path(output, input)
+    pick_device(generator.device)
     with first_pass(input, tracking, memory if generator.memory else False, progress) as (track, face_memory):
         editor = generator.editor(target, memory=face_memory, fade=None if track is None else track.fade)
         return edit_video(input, output, editor, tracking, encode, progress, track)
-
-
-def pick_device(device: str = "auto") -> str:
-    """'auto': the GPU when there is one, else the CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(), progress: bool = False):
@@ -331,7 +324,7 @@ def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(
             points.append(normalise(state.alignment.to_crop(state.face.xy), tracking.crop_size) if found else None)
             stamps.append((state.frame.pts, state.frame.time_base))
             bar.advance(state.face is not None)
-        _finish(driving, driving, bar, 0.0)
+        _finish(driving, driving, bar, 0.0, tracking)
     return DrivingTrack.from_rows(times, rows, poses, points), probe(driving), stamps
 
 
@@ -377,18 +370,24 @@ def transfer_expression(
     transfer) moves the source's face as the driving face's landmarks moved from its rest, retargeted to the
     source's proportions (``reenact.retarget``); 'aus' draws the driving face's AU readings with the model's motion
     (the default, and the only choice, for an absolute transfer). The AUs drive the texture step either way.
+
+    Bad arguments raise before any work: an OptionError (an unknown AU, motion or audio choice), InputError or
+    OutputError. A driving clip that ends before a source video is a ReenactWarning: its last expression is held.
     """
     from reenact.editing import TransferTarget
-    from reenact.face.aus import AU_NAMES
 
-    motion = motion or ("landmarks" if relative else "aus")
-    if motion == "landmarks" and not relative:
-        raise ValueError("a driving face's landmark motion is relative to its rest: --mode absolute needs --motion aus")
-    if motion not in ("landmarks", "aus"):
-        raise ValueError(f"--motion is 'landmarks' or 'aus', not {motion!r}")
-    check_output_path(output, source, driving)
+    motion = transfer_motion(relative, motion)
+    chosen = transfer_aus(aus)
+    source_info, driving_info = check_transfer(source, driving, output, audio, relative)
+    pick_device(generator.device)
+    shorter = shorter_driver(source_info, driving_info)
+    if shorter is not None:
+        warnings.warn(shorter, ReenactWarning, stacklevel=2)
+    silent = {"source": source_info, "driving": driving_info}.get(audio or "")
+    if silent is not None and not silent.has_audio:
+        warnings.warn(f"--audio {audio}: {silent.path} has no audio, so the output has none", ReenactWarning,
+                      stacklevel=2)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    chosen = aus or AU_NAMES
     target = TransferTarget(track, relative, au_scale, chosen)
     with first_pass(source, tracking, memory if generator.memory else False, progress) as (faces, face_memory):
         fade = None if faces is None else faces.fade  # the memory is the source person's, never the driver's
@@ -417,4 +416,5 @@ def _transfer_job(source: PathLike, driving: PathLike, output: PathLike, stage: 
                                    rotation=0, is_image=False)
         frames = (Frame(i, pts, time_base, still.image) for i, (pts, time_base) in enumerate(stamps))
         timeline = (like, frames)
-    return _video_job(source, output, [stage], tracking, encode, progress, "transfer", timeline, audio_from, track)
+    return _video_job(source, output, stage.stages(), tracking, encode, progress, "transfer", timeline, audio_from,
+                      track)

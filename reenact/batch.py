@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from reenact import api
-from reenact.errors import InputError, ReenactError
+from reenact.errors import InputError, OptionError, ReenactError
 from reenact.progress import JobProgress
 from reenact.files import atomic_output
 from reenact.video import check_output_path
@@ -36,7 +36,7 @@ from reenact.video import check_output_path
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from reenact.editing import ExpressionTarget
+    from reenact.expression import ExpressionTarget
     from reenact.model.networks import Generator
 
 PathLike = api.PathLike
@@ -206,7 +206,7 @@ def _folder_rows(folder: Path, out: Path, defaults: Mapping[str, Any]) -> list[d
     from reenact.train.prepare import find_clips
 
     if not ({"au", "preset"} & defaults.keys()):
-        raise ValueError("nothing to edit: a folder of clips needs an edit (--au AUxx=V and/or --preset NAME)")
+        raise OptionError("nothing to edit: a folder of clips needs an edit (--au AUxx=V and/or --preset NAME)")
     clips = find_clips([folder], exclude=out, extensions=_CLIP_EXTENSIONS)
     if not clips:
         raise ValueError(f"{folder}: no videos or images in this folder")
@@ -219,7 +219,7 @@ def _file_rows(path: Path) -> list[Any]:
         raise InputError(f"{path}: job file not found")
     kind = path.suffix.lower()
     if kind not in (".csv", ".yaml", ".yml", ".json"):
-        raise ValueError(f"{path}: a job file is .csv, .yaml, .yml or .json (or give a folder of clips)")
+        raise OptionError(f"{path}: a job file is .csv, .yaml, .yml or .json (or give a folder of clips)")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -385,7 +385,7 @@ def _existing(base: Path, fields: Mapping[str, Any], field: str) -> Path:
 
 
 def _target(fields: Mapping[str, Any]) -> ExpressionTarget:
-    from reenact.editing import ExpressionTarget, parse_au_edit
+    from reenact.expression import ExpressionTarget, parse_au_edit
     from reenact.model.presets import parse_preset
 
     edits = tuple(parse_au_edit(a) for a in _items(fields.get("au", [])))
@@ -419,7 +419,7 @@ def run_batch(
     """
     started = time.perf_counter()
     if workers is not None and workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
+        raise OptionError(f"--workers must be at least 1, not {workers}")
     out = Path(outdir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     report_path = Path(report) if report is not None else out / REPORT_NAME

@@ -1,13 +1,19 @@
-"""The ``reenact`` command line: argument parsing only; the work is done by ``reenact.api``."""
+"""The ``reenact`` command line: argument parsing only; the work is done by ``reenact.api``.
+
+Arguments are checked before torch and MediaPipe load (``reenact.cli_checks``), so a bad option or a missing file is said at
+once; how errors are said, and their exit statuses, is ``reenact.messages``'s.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from reenact import __version__
+from reenact.errors import OptionError, ReenactError
+from reenact.messages import CommandLineError, OneLineParser, report_error, warnings_on_one_line
 
 EXAMPLES = {
     "edit": """examples:
@@ -33,7 +39,9 @@ EXAMPLES = {
   reenact live --camera 0 --preset happy --virtual-cam        # needs pip install 'reenact[virtualcam]'
 
 preview keys: e or space edit on/off, p next preset, 1-7 a preset, + / - strength, q or Esc quit.
-When the machine falls behind, frames are dropped (and counted) so latency never builds up.""",
+When the machine falls behind, frames are dropped (and counted) so latency never builds up.
+The output is video only, with no audio: a live run carries frames, not sound (for a file with its sound, use
+reenact edit). A file given with --input keeps its own timestamps in the output.""",
     "eval": """examples:
   reenact eval dataset --split runs/motion/split.json --compare eval/ -o eval/report.json
   reenact eval dataset --model runs/texture/model --pairs 512
@@ -55,7 +63,7 @@ When the machine falls behind, frames are dropped (and counted) so latency never
   reenact au group.mp4 -o aus.csv --face 1          # the second face from the left""",
     "track": """examples:
   reenact track talk.mp4 -o talk_tracked.mp4
-  reenact track talk.mp4 -o tracked.mkv --crf 23 --preset fast
+  reenact track talk.mp4 -o tracked.mkv --crf 23 --encoder-preset fast
   reenact track talk.mov -o tracked.mp4 --codec libx265 --crop-size 512""",
     "batch": """examples:
   reenact batch jobs.csv -o out/                          # rows: op,input,driving,output,au,preset,...
@@ -66,38 +74,114 @@ When the machine falls behind, frames are dropped (and counted) so latency never
   reenact batch jobs.csv -o out/ --ray auto --report runs/batch.json   # on a running Ray cluster
 
 A rerun skips the jobs whose output exists (--force redoes them); OUTDIR/batch_report.json lists every job.""",
+    "studio": """examples:
+  reenact studio                        # open http://127.0.0.1:7860 in a browser, then upload a clip
+  reenact studio talk.mp4               # ... with this clip already open and tracked
+  reenact studio talk.mp4 --port 8000   # another port (--host 0.0.0.0 to serve other machines)
+
+The page: scrub to a frame, move the AU sliders or pick a preset (the preview updates when a slider is
+released), or drive the face with another clip (Transfer); render the whole clip and download it with its AU CSV.
+Needs the studio extra: pip install 'reenact[studio]'""",
 }
 
 
+def _checked(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from one of the API's checks: its message becomes argparse's error (one line, exit 2)."""
+
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except OptionError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = check.__name__
+    return parse
+
+
 def _face_choice(text: str) -> str | int:
-    if text == "largest":
-        return text
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"--face takes 'largest' or a face index (0 = leftmost), not {text!r}")
+    from reenact.tracking import face_choice
+
+    return face_choice(text)
 
 
 def _crop_size(text: str) -> int:
-    value = int(text)
-    if not 64 <= value <= 1024:
-        raise argparse.ArgumentTypeError(f"--crop-size must be between 64 and 1024, not {value}")
-    return value
+    from reenact.tracking import check_crop_size
+
+    return check_crop_size(int(text) if text.strip().isdigit() else text)  # type: ignore[arg-type]
+
+
+def _au_edit(text: str) -> str:
+    """An --au option, checked here and kept as text (a batch passes it on to each job)."""
+    from reenact.expression import parse_au_edit
+
+    parse_au_edit(text)
+    return text
+
+
+def _expression_preset(text: str) -> str:
+    from reenact.model.presets import parse_preset
+
+    parse_preset(text)
+    return text
+
+
+def _au_list(text: str) -> str:
+    from reenact.checks import transfer_aus
+
+    transfer_aus(text)
+    return text
+
+
+def _device(text: str) -> str:
+    from reenact.devices import check_device_name
+
+    return check_device_name(text)
 
 
 def _add_tracking(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("face tracking")
-    group.add_argument("--face", type=_face_choice, default="largest", help="'largest' (default) or a face index from the left")
+    group.add_argument("--face", type=_checked(_face_choice), default="largest", help="'largest' (default) or a face index from the left, from 0")
     group.add_argument("--face-model", metavar="PATH", help="face_landmarker.task (default: $REENACT_FACE_LANDMARKER, the cache, then download)")
-    group.add_argument("--crop-size", type=_crop_size, default=256, help="aligned face crop side in pixels, 64-1024 (default 256)")
+    group.add_argument("--crop-size", type=_checked(_crop_size), default=256, help="aligned face crop side in pixels, 64-1024 (default 256)")
 
 
-def _add_encoding(parser: argparse.ArgumentParser, preset_flag: str = "--preset", default_preset: str = "medium") -> None:
-    # `edit` uses --preset for expressions, so there the encoder's preset is --encoder-preset.
+def _add_encoding(parser: argparse.ArgumentParser, default_preset: str = "medium") -> None:
+    # --preset is an expression preset wherever it exists; the encoder's is --encoder-preset in every command.
     group = parser.add_argument_group("encoding (as in ffmpeg)")
-    group.add_argument("--codec", default="libx264", help="video encoder (default libx264)")
-    group.add_argument("--crf", type=int, default=18, help="constant rate factor, lower is better quality (default 18)")
-    group.add_argument(preset_flag, dest="encoder_preset", default=default_preset,
-                       help=f"encoder speed preset (default {default_preset})")
+    group.add_argument("--codec", default="libx264", help="video encoder (default libx264; `ffmpeg -encoders` lists them)")
+    group.add_argument("--crf", type=int, default=18,
+                       help="constant rate factor, lower is better quality: 0-51 for libx264/libx265 (default 18)")
+    group.add_argument("--encoder-preset", default=default_preset, metavar="PRESET",
+                       help=f"encoder speed preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, "
+                            f"veryslow (libx264/libx265; default {default_preset})")
+
+
+class _NoExpressionPreset(argparse.Action):
+    """--preset where a command has no expression presets: said at once, with the flag that was meant."""
+
+    def __init__(self, *args: object, why: str = "", **kwargs: object) -> None:
+        self.why = why
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001 (argparse's own)
+        parser.error(f"--preset names an expression preset, and {self.why}; the encoder's speed preset is "
+                     f"--encoder-preset")
+
+
+def _refuse_preset(parser: argparse.ArgumentParser, why: str) -> None:
+    parser.add_argument("--preset", action=_NoExpressionPreset, why=why, help=argparse.SUPPRESS)
+
+
+def _add_expression(parser, ramp: float | None) -> None:
+    """The expression an edit asks for (``edit``, and ``batch``'s defaults): AUs, a preset, a time range."""
+    parser.add_argument("--au", action="append", default=[], type=_checked(_au_edit), metavar="AUxx=V",
+                        help="set (AU12=2.5) or add (AU12=+1.5); repeatable")
+    parser.add_argument("--preset", type=_checked(_expression_preset), metavar="NAME[:S]",
+                        help="happy, sad, surprised, angry, disgusted, fearful or neutral, strength S 0-2 (default 1)")
+    parser.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in; a video's)")
+    parser.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out), after --start")
+    parser.add_argument("--ramp", type=float, default=ramp, metavar="SECONDS",
+                        help="ramp length at --start/--end (default 0.3)")
 
 
 def _add_generator(parser: argparse.ArgumentParser,
@@ -114,7 +198,8 @@ def _add_generator(parser: argparse.ArgumentParser,
                              "the video (one pass, no face memory; to compare)")
     parser.add_argument("--texture-strength", type=_texture_strength, metavar="S",
                         help="factor on the texture step's mask, 0 to 2 (default: the model's own; 0: warp and paint only)")
-    parser.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    parser.add_argument("--device", type=_checked(_device), default="auto",
+                        help="auto (GPU when present), cpu, cuda or cuda:N")
 
 
 def _texture_strength(text: str) -> float:
@@ -134,36 +219,30 @@ def _generator(args: argparse.Namespace):
                             args.texture_strength, not args.no_memory)
 
 
-def _encode(args: argparse.Namespace):
-    from reenact.api import EncodeOptions
+def _aus_help() -> str:
+    """The AUs and what each does, from the one list of their names (reenact.face.aus)."""
+    from reenact.face.aus import AU_DESCRIPTIONS
 
-    return EncodeOptions(codec=args.codec, crf=args.crf, preset=args.encoder_preset)
-
-
-def _au_edits(args: argparse.Namespace) -> tuple[tuple, str | None, float]:
-    """--au and --preset as (AU edits, preset name, strength)."""
-    from reenact.editing import parse_au_edit
-    from reenact.model.presets import parse_preset
-
-    preset, strength = parse_preset(args.preset) if args.preset else (None, 1.0)
-    return tuple(parse_au_edit(a) for a in args.au), preset, strength
+    return "AUs: " + ", ".join(f"{au} {what}" for au, what in AU_DESCRIPTIONS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reenact", description="Edit facial expressions in video.")
+    parser = OneLineParser(prog="reenact", description="Edit facial expressions in video.")
     parser.add_argument("--version", action="version", version=f"reenact {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, epilog: str = "") -> argparse.ArgumentParser:
         return commands.add_parser(
-            name, help=help, description=help, epilog=EXAMPLES[name], parents=[common],
+            name, help=help, description=help, epilog=EXAMPLES[name] + epilog, parents=[common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    au = command("au", "Measure facial Action Units (OpenFace-style CSV, 0-5 scale) in a video or image.")
+    aus = "\n\n" + "\n".join(_wrapped(_aus_help()))
+
+    au = command("au", "Measure facial Action Units (OpenFace-style CSV, 0-5 scale) in a video or image.", aus)
     au.add_argument("input", help="video or image")
     au.add_argument("-o", "--output", required=True, help="CSV file to write")
     au.add_argument("--plot", metavar="PNG", help="also plot the AU curves to this image")
@@ -174,17 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("-o", "--output", required=True, help="video file to write (audio is kept)")
     _add_tracking(track)
     _add_encoding(track)
-    edit = command("edit", "Change the facial expression in a video or image: set or add AUs, or apply a preset.")
+    _refuse_preset(track, "track draws what reenact sees and edits no expression")
+    edit = command("edit", "Change the facial expression in a video or image: set or add AUs, or apply a preset.", aus)
     edit.add_argument("input", help="video or image")
     edit.add_argument("-o", "--output", required=True, help="video or image to write (audio is kept)")
-    edit.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="set (AU12=2.5) or add (AU12=+1.5); repeatable")
-    edit.add_argument("--preset", metavar="NAME[:S]", help="happy, sad, surprised, angry, disgusted, fearful or neutral, strength S (default 1)")
-    edit.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
-    edit.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
-    edit.add_argument("--ramp", type=float, default=0.3, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
+    _add_expression(edit, ramp=0.3)
     _add_generator(edit)
     _add_tracking(edit)
-    _add_encoding(edit, "--encoder-preset")
+    _add_encoding(edit)
 
     transfer = command("transfer", "Copy the expressions of a driving clip's face onto the face of a video or image.")
     transfer.add_argument("source", help="video or still image whose face is edited")
@@ -197,15 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
                                "landmarks moved, retargeted to the source's proportions; aus: draw the driving face's "
                                "AU readings with the model's motion (the default with --mode absolute)")
     transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred motion (default 1)")
-    transfer.add_argument("--aus", metavar="AU12,AU25,...", help="transfer only these AUs")
+    transfer.add_argument("--aus", type=_checked(_au_list), metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
                           help="also turn the source's head as the driving head turns from its usual pose (small turns)")
     _add_generator(transfer, edits=False)
     _add_tracking(transfer)
     _add_encoding(transfer)
+    # A transfer's expressions are the driving clip's: a preset on top would overrule them.
+    _refuse_preset(transfer, "transfer has none: its expressions are the driving clip's (run reenact edit --preset on "
+                             "its output for one more)")
 
-    live = command("live", "Edit a camera or stream live, or drive an image with your face: preview, file, stream.")
+    live = command("live", "Edit a camera or stream live, or drive an image with your face: preview, file, stream "
+                           "(video only, no audio).")
     group = live.add_argument_group("input (one)")
     group.add_argument("--camera", metavar="N|NAME", help="camera index (0, 1, ...) or device name")
     group.add_argument("--input", metavar="URL|FILE", help="a stream (rtsp://, udp://, http://...), a pipe or a file")
@@ -213,13 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--camera-size", metavar="WxH", help="ask the camera for this size, e.g. 1280x720")
     group.add_argument("--camera-fps", type=float, help="ask the camera for this frame rate (default 30)")
     group = live.add_argument_group("what to do (one)")
-    group.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="edit the face: set or add an AU; repeatable")
-    group.add_argument("--preset", metavar="NAME[:S]", help="edit the face with an expression preset")
+    group.add_argument("--au", action="append", default=[], type=_checked(_au_edit), metavar="AUxx=V",
+                       help="edit the face: set or add an AU; repeatable")
+    group.add_argument("--preset", type=_checked(_expression_preset), metavar="NAME[:S]",
+                       help="edit the face with an expression preset")
     group.add_argument("--source", metavar="IMAGE|VIDEO", help="drive this face with the input face's expressions")
     group.add_argument("--au-scale", type=float, default=1.0, help="with --source: scale the expression change (default 1)")
     group.add_argument("--pose", action="store_true", help="with --source: also turn its head as the input head turns")
     group = live.add_argument_group("outputs (any)")
-    group.add_argument("-o", "--output", help="write a video file (kept whatever stops the run)")
+    group.add_argument("-o", "--output", help="write a video file, without audio (kept whatever stops the run)")
     group.add_argument("--stream", metavar="URL", help="send to rtmp://, udp://, srt://... (low-latency x264)")
     group.add_argument("--virtual-cam", action="store_true", help="send to a virtual camera (pyvirtualcam)")
     group.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
@@ -229,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stall-timeout", type=float, default=5.0, help="give up when the input sends nothing this long (default 5 s)")
     _add_generator(live)
     _add_tracking(live)
-    _add_encoding(live, "--encoder-preset", default_preset="veryfast")
+    _add_encoding(live, default_preset="veryfast")
 
     batch = command("batch", "Run many edit and transfer jobs: a job file (CSV, YAML, JSON) or a folder with one edit.")
     batch.add_argument("jobs", help="job file (.csv, .yaml, .yml, .json) or a folder of videos and images")
@@ -239,19 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--force", action="store_true", help="redo jobs whose output exists (default: skip them)")
     batch.add_argument("--report", metavar="JSON", help="where to write the report (default OUTDIR/batch_report.json)")
     group = batch.add_argument_group("edit", "a folder's clips all get this edit; in a job file, each field is a default for rows that leave it empty")
-    group.add_argument("--au", action="append", default=[], metavar="AUxx=V", help="set (AU12=2.5) or add (AU12=+1.5); repeatable")
-    group.add_argument("--preset", metavar="NAME[:S]", help="happy, sad, surprised, angry, disgusted, fearful or neutral")
-    group.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in)")
-    group.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out)")
-    group.add_argument("--ramp", type=float, metavar="SECONDS", help="ramp length at --start/--end (default 0.3)")
+    _add_expression(group, ramp=None)  # a job file's rows fall back to 0.3 where neither gives a ramp
     _add_generator(batch, "generator for jobs that name none (default: models/default)")
     _add_tracking(batch)
-    _add_encoding(batch, "--encoder-preset")
+    _add_encoding(batch)
 
     prepare = command("prepare", "Turn face videos into a training dataset (aligned crops, AUs, landmarks).")
     prepare.add_argument("videos", nargs="+", help="video files or folders")
     prepare.add_argument("-o", "--output", required=True, help="dataset folder")
-    prepare.add_argument("--crop-size", type=_crop_size, default=128, help="crop side (default 128)")
+    prepare.add_argument("--crop-size", type=_checked(_crop_size), default=128, help="crop side (default 128)")
     prepare.add_argument("--stride", type=int, default=1, help="keep every n-th frame (default 1)")
     prepare.add_argument("--labels", metavar="DIR", help="OpenFace AU CSVs (<clip>.csv.gz) to store beside ours")
     prepare.add_argument("--manifest", metavar="CSV", help="CSV with file,identity columns")
@@ -291,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command("eval", "Measure a generator on the validation people of a prepared dataset.")
     evaluate.add_argument("dataset", help="folder written by reenact prepare")
     evaluate.add_argument("--model", help="generator name in models/ or path (default: models/default)")
-    evaluate.add_argument("--split", metavar="JSON", help="a training run's split.json: evaluate its validation people")
+    people = evaluate.add_mutually_exclusive_group()
+    people.add_argument("--split", metavar="JSON", help="a training run's split.json: evaluate its validation people")
+    people.add_argument("--all-people", action="store_true",
+                        help="evaluate every person in the dataset instead, trained-on ones too (their figures flatter "
+                             "the model); one of --split and --all-people is needed")
     evaluate.add_argument("--pairs", type=int, default=256, help="self-reenactment pairs (default 256)")
     evaluate.add_argument("--faces", type=int, default=48, help="faces per single-AU edit (default 48)")
     evaluate.add_argument("--compare", metavar="DIR", help="also write a PNG grid of edits there")
@@ -301,21 +383,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-edit-gain", action="store_true", help="measure the edits as --no-edit-gain makes them")
     evaluate.add_argument("--texture-strength", type=_texture_strength, metavar="S",
                           help="measure with this factor on the texture step's mask (default: the model's own)")
-    evaluate.add_argument("-o", "--output", help="write the report as JSON here")
+    evaluate.add_argument("-o", "--output", help="write the report as JSON here (and print a summary, not the report)")
+
+    studio = command("studio", "Edit expressions in a browser: AU sliders with a live preview on any frame, render, download.")
+    studio.add_argument("input", nargs="?", help="video or image to open (default: upload one in the page)")
+    studio.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    studio.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    studio.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
+    studio.add_argument("--model", help="generator name in models/ or path (default: models/default)")
     return parser
+
+
+def _wrapped(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
 
 
 def _edit(args: argparse.Namespace, tracking, progress: bool):
     from reenact import api
-    from reenact.editing import ExpressionTarget
+    from reenact.cli_checks import edit_target, encode_options
     from reenact.face.aus import AU_CAVEATS
 
-    if not args.au and not args.preset:
-        raise ValueError("nothing to edit: give --au AUxx=V and/or --preset NAME")
-    target = ExpressionTarget(*_au_edits(args), args.start, args.end, args.ramp)
+    target = edit_target(args)
     for au in sorted({edit.au for edit in target.edits} & AU_CAVEATS.keys()):
         print(f"reenact: note: {au}: {AU_CAVEATS[au]}", file=sys.stderr)
-    return api.edit_expression(args.input, args.output, target, _generator(args), tracking, _encode(args), progress)
+    return api.edit_expression(args.input, args.output, target, _generator(args), tracking, encode_options(args),
+                               progress)
 
 
 def _train_adversarial(args: argparse.Namespace) -> None:
@@ -342,7 +436,6 @@ def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
     from rich.console import Console
 
     from reenact.batch import read_jobs, run_batch
-    from reenact.errors import ReenactError
 
     defaults = {"au": args.au, "preset": args.preset, "start": args.start, "end": args.end, "ramp": args.ramp,
                 "codec": args.codec, "crf": args.crf, "encoder_preset": args.encoder_preset}
@@ -358,16 +451,11 @@ def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
 
 def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
     from reenact import live
+    from reenact.cli_checks import au_edits, encode_options
 
-    if args.source and (args.au or args.preset):
-        raise ValueError("--source drives a face with the input's expressions; --au/--preset edit the input's face: pick one")
-    if not (args.source or args.au or args.preset):
-        raise ValueError("nothing to do: give --preset NAME, --au AUxx=V or --source IMAGE")
-    if args.pose and not args.source:
-        raise ValueError("--pose turns a --source face's head with the input's; there is no --source")
-    edits, preset, strength = _au_edits(args)
+    edits, preset, strength = au_edits(args)
     control = live.LiveControl(edits=edits, preset=preset, strength=strength)
-    outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, _encode(args))
+    outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, encode_options(args))
     source = live.LiveInput(args.camera, args.input, args.realtime, args.camera_size, args.camera_fps)
 
     def warn(message: str) -> None:
@@ -408,22 +496,18 @@ def _run(args: argparse.Namespace) -> None:
         if not args.quiet:
             print(f"{result.weights}: {result.steps} steps, validation {result.validation}", file=sys.stderr)
         return
+    if args.command == "studio":
+        from reenact.studio import serve
+
+        serve(args.input, args.host, args.port, args.share, args.model)
+        return
     if args.command == "eval":
-        import json
-
-        from reenact.evaluate import evaluate
-
-        report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
-                          compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain,
-                          texture_strength=args.texture_strength, video_frames=args.videos)
-        text = json.dumps(report, indent=1)
-        if args.output:
-            Path(args.output).write_text(text + "\n")
-        print(text)
+        _eval(args)
         return
     # Imported only here: the commands above do without the editing API, and `train` must run where PyAV is not
     # installed (a bare GPU machine).
     from reenact import api
+    from reenact.cli_checks import encode_options
 
     tracking = api.TrackingOptions(face_model=args.face_model, face=args.face, crop_size=args.crop_size)
     if args.command == "batch":
@@ -435,17 +519,17 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "edit":
         report = _edit(args, tracking, progress)
     elif args.command == "transfer":
-        from reenact.face.aus import parse_au_name
+        from reenact.checks import transfer_aus
 
-        aus = tuple(parse_au_name(a) for a in args.aus.split(",")) if args.aus else None
+        aus = transfer_aus(args.aus) if args.aus else None
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
-            _generator(args), tracking, _encode(args), progress, follow_pose=args.pose, motion=args.motion,
+            _generator(args), tracking, encode_options(args), progress, follow_pose=args.pose, motion=args.motion,
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)
     else:
-        report = api.track_video(args.input, args.output, tracking, _encode(args), progress=progress)
+        report = api.track_video(args.input, args.output, tracking, encode_options(args), progress=progress)
     if not args.quiet:
         speed = f", {report.fps:.1f} fps" if report.frames > 1 else ""
         print(
@@ -455,21 +539,59 @@ def _run(args: argparse.Namespace) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from reenact.errors import ReenactError
+def _eval(args: argparse.Namespace) -> None:
+    import json
 
+    from reenact.evaluate import evaluate
+
+    report = evaluate(Path(args.dataset), args.model, args.split, args.pairs, args.faces,
+                      compare=Path(args.compare) if args.compare else None, edit_gain=not args.no_edit_gain,
+                      texture_strength=args.texture_strength, video_frames=args.videos)
+    text = json.dumps(report, indent=1)
+    if not args.output:
+        print(text)
+        return
+    from reenact.files import atomic_output
+
+    with atomic_output(args.output) as tmp:
+        tmp.write_text(text + "\n")
+    print(_eval_summary(report, args))
+
+
+def _eval_summary(report: dict, args: argparse.Namespace) -> str:
+    """One line for a report written to a file: whom it measured and its headline figure."""
+    people = report.get("identities", [])
+    whose = f"the validation people of {args.split}" if args.split else "every person in the dataset"
+    line = f"{args.output}: {report.get('clips', '?')} clips of {len(people)} people ({whose})"
+    pairs = report.get("self_reenactment", {})
+    if "psnr" in pairs:
+        copy = f" (copying the source: {pairs['psnr_copy']:.2f})" if "psnr_copy" in pairs else ""
+        line += f"; self-reenactment PSNR {pairs['psnr']:.2f} dB{copy}"
+    return line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     try:
-        _run(args)
-    except KeyboardInterrupt:
-        kept = "finished outputs are kept; run again to resume" if args.command == "batch" else "no output written"
-        print(f"reenact: interrupted; {kept}", file=sys.stderr)
-        return 130
-    except (ReenactError, OSError, ValueError) as exc:
-        if args.debug:
-            raise
-        print(f"reenact: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the command's parser, so its help is the one pointed to
+            raise CommandLineError(f"unrecognized arguments: {' '.join(unknown)}", f"reenact {args.command}")
+    except CommandLineError as exc:
+        return report_error(exc, exc.command)
+    from reenact.cli_checks import check_arguments  # light: no torch, no MediaPipe, no PyAV until a check needs it
+
+    with warnings_on_one_line():
+        try:
+            check_arguments(args)
+            _run(args)
+        except KeyboardInterrupt:
+            kept = "finished outputs are kept; run again to resume" if args.command == "batch" else "no output written"
+            print(f"reenact: interrupted; {kept}", file=sys.stderr)
+            return 130
+        except (ReenactError, OSError, ValueError) as exc:
+            if args.debug:
+                raise
+            return report_error(exc, f"reenact {args.command}")
     return 0
 
 

@@ -7,7 +7,6 @@ and smooths both the source AUs and the flow over time so a constant target give
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,73 +14,14 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from reenact.expression import AUEdit, ExpressionTarget, parse_au_edit  # noqa: F401 (the editing API's names)
 from reenact.face.align import Alignment
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
 from reenact.memory import FaceMemory, MemoryCompositor
 from reenact.model.networks import Generator, denormalise, normalise, warp
-from reenact.model.presets import PRESETS
 from reenact.pipeline import EditedCrop
 from reenact.smoothing import OneEuroFilter
-
-_EDIT = re.compile(r"^\s*([A-Za-z]*\d+)\s*=\s*([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
-
-
-@dataclass(frozen=True)
-class AUEdit:
-    """One ``--au`` option: set an AU to a value, or add to it (``relative``)."""
-
-    au: str
-    value: float
-    relative: bool
-
-
-def parse_au_edit(text: str) -> AUEdit:
-    """'AU12=2.5' sets, 'AU12=+1.5' / 'AU12=-1' adds; ValueError with the accepted forms otherwise."""
-    match = _EDIT.match(text)
-    if not match:
-        raise ValueError(f"--au takes AU12=2.5 (set) or AU12=+1.5 / AU12=-1 (add), not {text!r}")
-    name, sign, number = match.groups()
-    value = float(number)
-    if sign:
-        return AUEdit(parse_au_name(name), value if sign == "+" else -value, True)
-    if not 0.0 <= value <= 5.0:
-        raise ValueError(f"AU intensities are 0-5, not {value} in {text!r}")
-    return AUEdit(parse_au_name(name), value, False)
-
-
-@dataclass(frozen=True)
-class ExpressionTarget:
-    """Target AUs as a function of the source's AUs and time."""
-
-    edits: tuple[AUEdit, ...] = ()
-    preset: str | None = None
-    strength: float = 1.0
-    start: float | None = None
-    end: float | None = None
-    ramp: float = 0.3  # seconds to fade the edit in and out at start and end
-
-    def weight(self, t: float) -> float:
-        """How much of the edit applies at time t: 0 outside [start, end], ramping linearly at the ends."""
-        w = 1.0
-        if self.start is not None:
-            w = min(w, np.clip((t - self.start) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t >= self.start))
-        if self.end is not None:
-            w = min(w, np.clip((self.end - t) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t <= self.end))
-        return float(w)
-
-    def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
-        goal = source.astype(np.float32).copy()
-        if self.preset is not None:
-            for name, value in PRESETS[self.preset].items():
-                i = AU_NAMES.index(name)
-                goal[i] = source[i] + self.strength * (value - source[i])
-        for edit in self.edits:
-            i = AU_NAMES.index(edit.au)
-            goal[i] = goal[i] + edit.value if edit.relative else edit.value
-        goal = np.clip(goal, 0.0, 5.0)
-        return source + self.weight(t) * (goal - source)
-
 
 TargetFn = Callable[[np.ndarray, float], np.ndarray]
 
@@ -152,8 +92,12 @@ class GeneratorEditor:
         if self.compositor is not None:
             self.compositor.reset()
 
-    @torch.inference_mode()
     def __call__(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
+        return self.finish(self.generate(crop, face, alignment, t))
+
+    @torch.inference_mode()
+    def generate(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
+        """The generator's part of an edit: the crop warped and textured (or the very crop, where nothing changes)."""
         size = alignment.crop_size
         source = blendshapes_to_aus(face.blendshapes)
         if self.smooth:
@@ -208,9 +152,17 @@ class GeneratorEditor:
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         edited = _rgb8(output)
         landed = denormalise((landmarks - moves)[0].cpu().numpy(), size)
+        return EditedCrop(edited, landed, replaced, reference)
+
+    def finish(self, edited: np.ndarray | EditedCrop) -> np.ndarray | EditedCrop:
+        """The face memory's part: its own mouth and lids where the generator painted. Apart from ``generate`` so
+        a pipeline runs it in the paste-back's stage, beside the next frame's generator."""
+        if not isinstance(edited, EditedCrop):
+            return edited
+        image, replaced = edited.image, edited.replaced
         if self.compositor is not None and replaced is not None:
-            edited, replaced = self.compositor(edited, replaced, landed)
-        return EditedCrop(edited, landed, replaced, edited if reference is None else reference)
+            image, replaced = self.compositor(image, replaced, edited.moved)
+        return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference)
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:
@@ -292,6 +244,9 @@ class TransferTarget:
     relative: bool = True
     scale: float = 1.0
     aus: tuple[str, ...] = AU_NAMES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aus", tuple(parse_au_name(au) for au in self.aus))  # AUError for an unknown one
 
     def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
         drive = self.driving.at(t)

@@ -234,7 +234,7 @@ def video_au_fidelity(options: GeneratorOptions, videos: dict[Path, str], frames
                       tracking: TrackingOptions | None = None) -> dict[str, dict]:
     """Per single-AU edit, ``reenact edit``'s pipeline run on the first ``frames`` frames of each video at the
     video's own resolution (tracked, aligned, edited with time smoothing, pasted back; not encoded), and the
-    edited frames read by reenact's AU reader with a tracker of their own, as ``reenact aus`` reads a video: the
+    edited frames read by reenact's AU reader with a tracker of their own, as ``reenact au`` reads a video: the
     share of the request that shows against the source frames' reading (the pipeline's), per video, and over all
     with each person (``videos`` maps each video to whose it is) counting once, as the other AU figures do; and
     per other AU its mean absolute change, likewise (the largest, and which AU it is)."""

@@ -6,17 +6,18 @@ live mode: each hand-over holds one frame and a newer frame replaces an untaken 
 behind, frames are dropped where they wait (and counted) instead of queueing, so a frame's latency stays one pass
 through the stages however long the run.
 
-Every frame is re-timed on one clock, the time since the run started (for a paced file: its own timeline), so the
-tracker, the smoothing filters and the encoders agree whatever timestamps a camera or a stream sends.
+Every frame is re-timed on one clock, in milliseconds from the first frame, so the tracker, the smoothing filters and
+the encoders agree whatever timestamps a camera or a stream sends: a camera's or a stream's frames on the time since
+the run started, a file's (paced or not) on its own timeline, so a file written from a file keeps its timing.
+
+The output has no audio: a live run carries frames only.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -30,8 +31,9 @@ from typing import NamedTuple
 import numpy as np
 
 from reenact.api import EncodeOptions, GeneratorOptions, PathLike, TrackingOptions
+from reenact.checks import check_live_file, check_live_input, live_preview
 from reenact.editing import AUEdit, ExpressionTarget
-from reenact.errors import InputError, NoFaceError, OutputError, ReenactError
+from reenact.errors import InputError, NoFaceError, OptionError, OutputError, ReenactError
 from reenact.face.align import FaceAligner
 from reenact.face.tracker import FaceTracker
 from reenact.memory import FaceMemory
@@ -123,9 +125,10 @@ class LiveReport:
     """What a live run did. Latency: from a frame's capture to its output (written, sent or shown)."""
 
     input: str
-    captured: int = 0  # frames the input delivered
-    output_frames: int = 0  # frames that came out
+    captured: int = 0  # frames the input delivered: output_frames + dropped + unfinished
+    output_frames: int = 0  # frames that came out (those without a face among them, as they came in)
     dropped: int = 0  # frames skipped because a stage was still busy with an earlier one
+    unfinished: int = 0  # frames still on their way through the stages when the run was stopped (quit key, Ctrl-C)
     faces_found: int = 0
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, max
@@ -143,48 +146,53 @@ class LiveReport:
     def summary(self) -> str:
         lat = self.latency_ms
         latency = f", latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms" if lat else ""
+        unfinished = f", {self.unfinished} unfinished at the stop" if self.unfinished else ""
         return (f"live {self.input}: {self.seconds:.1f} s, {self.captured} frames in, {self.output_frames} out, "
-                f"{self.dropped} dropped, {self.fps:.1f} fps{latency}; {self.ended}")
-
-
-def has_display() -> bool:
-    """Whether a preview window can open: on Linux, an X11 or Wayland display must be set."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+                f"{self.dropped} dropped{unfinished}, {self.fps:.1f} fps{latency}; {self.ended}")
 
 
 # --- input ---------------------------------------------------------------------------------------------------
 
 
 class _Capture:
-    """Yields (frame, capture time) and re-times each frame in milliseconds since the run started.
+    """Yields (frame, capture time) and re-times each frame in milliseconds: a file's frames on the file's own
+    timeline from its first frame (``own_time``), a camera's or a stream's on the time since the run started.
 
     A paced file releases each frame at its own timestamp, as a camera would; its capture time is that moment,
-    so a frame delivered late (a slow decode) counts its lateness as latency.
+    so a frame delivered late (a slow decode) counts its lateness as latency. ``stop`` ends the input between two
+    frames: the frames already captured still go through the stages.
     """
 
-    def __init__(self, frames: Iterable[Frame], pace: bool) -> None:
+    def __init__(self, frames: Iterable[Frame], pace: bool, own_time: bool = False, fps: float = 25.0) -> None:
         self.frames = frames
         self.pace = pace
+        self.own_time = own_time or pace
+        self.fps = fps
         self.captured = 0
         self.started = time.monotonic()
         self.last_arrival = self.started  # when the newest frame arrived: the stall watchdog reads it
+        self.stopped = threading.Event()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     def __iter__(self) -> Iterator[tuple[Frame, float]]:
         self.started = self.last_arrival = time.monotonic()
         first: float | None = None
         last_ms = -1
         for frame in self.frames:
+            if self.stopped.is_set():
+                return
             now = time.monotonic()
             at = now
+            t = frame.time if math.isfinite(frame.time) else self.captured / self.fps
+            first = t if first is None else first
             if self.pace:
-                t = frame.time if math.isfinite(frame.time) else self.captured / 25.0
-                first = t if first is None else first
                 at = self.started + (t - first)
                 if at > now:
                     time.sleep(at - now)
-            ms = max(round((at - self.started) * 1000), last_ms + 1)
+            clock = t - first if self.own_time else at - self.started
+            ms = max(round(clock * 1000), last_ms + 1)
             last_ms = ms
             self.captured += 1
             self.last_arrival = time.monotonic()
@@ -202,7 +210,7 @@ class OpenedInput(NamedTuple):
 def open_input(source: LiveInput, stall_timeout: float) -> OpenedInput:
     """Open a live input."""
     if (source.camera is None) == (source.url is None):
-        raise ValueError("give one input: --camera N or --input URL/FILE")
+        raise OptionError("give one input: --camera N or --input URL/FILE")
     timeout = (max(10.0, stall_timeout), stall_timeout)  # PyAV's (open, read) timeouts, for network protocols
     if source.camera is not None:
         url, fmt = camera_url(source.camera)
@@ -213,12 +221,11 @@ def open_input(source: LiveInput, stall_timeout: float) -> OpenedInput:
         return OpenedInput(reader, True, False, reader.fps or 30.0, reader.close)
     url = str(source.url)
     path = Path(url)
+    check_live_input(url)
     if "://" not in url and path.is_file():  # a regular file: paced like a camera, or read as fast as used
         file_reader = VideoReader(path)
         fps = float(file_reader.info.fps or 25)
         return OpenedInput(file_reader, source.realtime, source.realtime, fps, file_reader.close)
-    if "://" not in url and not path.exists():
-        raise InputError(f"{url}: file not found")
     reader = StreamReader(url, timeout=timeout)  # a network stream, a pipe or a device: live
     return OpenedInput(reader, True, False, reader.fps or 30.0, reader.close)
 
@@ -484,18 +491,11 @@ def run_live(
     ``LiveReport.error``.
     """
     control = edit if edit is not None else LiveControl()
-    preview = outputs.preview if outputs.preview is not None else (has_display() and outputs.file is None
-                                                                   and outputs.stream is None
-                                                                   and not outputs.virtual_camera)
-    if preview and not has_display():
-        raise ReenactError("no display here (a headless machine): no preview window; use --output, --stream or "
-                           "--virtual-cam, and --no-preview")
-    if not preview and outputs.file is None and outputs.stream is None and not outputs.virtual_camera:
-        raise ReenactError("nothing to output: give --output FILE, --stream URL, --virtual-cam or --preview")
+    preview = live_preview(outputs.file, outputs.stream, outputs.virtual_camera, outputs.preview)
     if outputs.virtual_camera:
         _pyvirtualcam()  # fail before the camera opens, not at the first frame
     if outputs.file is not None:
-        check_output_path(outputs.file, source.url, drive)
+        check_live_file(outputs.file, source.url, drive)
     if report_path is not None:
         check_output_path(report_path, source.url, media=False)
     report = LiveReport(source.label)
@@ -509,7 +509,7 @@ def run_live(
     with ExitStack() as stack:
         ctrl_c = stack.enter_context(_ctrl_c_pressed())
         frames, is_live, paced, fps, close_input = open_input(source, stall_timeout)
-        capture = _Capture(frames, pace=paced)
+        capture = _Capture(frames, pace=paced, own_time=not is_live, fps=fps)
         tracker = stack.enter_context(FaceTracker(tracking.face_model, tracking.face))
         stages: list[Callable] = [_CaptureTrack(tracker)]
         if drive is not None:
@@ -522,16 +522,20 @@ def run_live(
         def watchdog() -> None:
             if ctrl_c.is_set():
                 raise _Stop("interrupted (Ctrl-C)")
+            if capture.stopped.is_set():
+                return  # the input is closed: the frames on their way come out, then the stream ends
             # Only a live input can stall: a file read as fast as it is used waits on the pipeline, not the input.
             if is_live and time.monotonic() - capture.last_arrival > stall_timeout:
                 raise InputStalled(f"{source.label}: input stalled (no frame for {stall_timeout:g} s)")
             if max_seconds is not None and time.monotonic() - capture.started >= max_seconds:
-                raise _Stop(f"stopped after --max-seconds {max_seconds:g}")
+                # The input stops here; the frames already read still come out, so every frame is accounted for.
+                capture.stop()
+                report.ended = f"stopped after --max-seconds {max_seconds:g}"
 
         started = time.monotonic()
         stalled = False
+        report.ended = "end of input"
         try:
-            report.ended = "end of input"
             for state in stream(capture, stages, on_drop=dropped if is_live else None, on_idle=watchdog):
                 sinks.write(state.frame)
                 key = sinks.show(draw_hud(state.frame.image, report.fps if report.seconds else 0.0,
@@ -560,6 +564,7 @@ def run_live(
             raise
         report.seconds = time.monotonic() - started
         report.captured = capture.captured
+        report.unfinished = report.captured - report.output_frames - report.dropped
         report.latency_ms = _latency_figures(latencies)
         if report.output_frames == 0:
             raise report_error(report) if report.error else NoFaceError(f"{source.label}: no frame came out")

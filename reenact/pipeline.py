@@ -172,6 +172,7 @@ class FrameState:
     aus: np.ndarray | None = None
     alignment: Alignment | None = None
     crop: np.ndarray | None = None
+    edited: EditedCrop | None = None  # the edit stage's crop, until the paste stage puts it in the frame
     captured: float | None = None  # live mode: time.monotonic() when the frame was captured, for latency
 
 
@@ -207,7 +208,10 @@ class AlignStage:
 
 
 class EditPasteStage:
-    """Runs the editor on the crop and pastes the result back into the full frame at its native resolution."""
+    """Runs the editor on the crop and pastes the result back into the full frame at its native resolution.
+
+    Called, it does both; in a threaded pipeline its two halves are two stages (``stages``), so one frame's
+    paste-back runs beside the next one's generator."""
 
     __name__ = "edit"
 
@@ -216,13 +220,30 @@ class EditPasteStage:
         self.color_match = color_match
 
     def __call__(self, state: FrameState) -> FrameState:
+        return self.paste(self.edit(state))
+
+    def stages(self) -> list[Callable[[FrameState], FrameState]]:
+        return [self.edit, self.paste]
+
+    def edit(self, state: FrameState) -> FrameState:
+        """The editor's crop, kept on the state for ``paste``."""
         if state.face is None or state.alignment is None or state.crop is None:
             return state  # frames without a face pass through untouched
-        edited = self.editor(state.crop, state.face, state.alignment, state.frame.time)
+        # An editor that splits its work (``GeneratorEditor``: generate, then finish) leaves its finish to ``paste``.
+        generate = getattr(self.editor, "generate", self.editor)
+        edited = generate(state.crop, state.face, state.alignment, state.frame.time)
         if edited is state.crop:
             return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
-        if not isinstance(edited, EditedCrop):
-            edited = EditedCrop(edited)
+        state.edited = edited if isinstance(edited, EditedCrop) else EditedCrop(edited)
+        return state
+
+    def paste(self, state: FrameState) -> FrameState:
+        """The edited crop pasted back into the frame."""
+        edited, state.edited = state.edited, None
+        if edited is None or state.face is None or state.alignment is None or state.crop is None:
+            return state
+        finish = getattr(self.editor, "finish", None)
+        edited = edited if finish is None else finish(edited)
         mask = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, state.alignment.crop_size)
         image = paste_back(state.frame.image, edited.image, state.crop, state.alignment, mask,
                            color_match=self.color_match, replaced=edited.replaced, reference=edited.reference)

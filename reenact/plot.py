@@ -9,14 +9,13 @@ import numpy as np
 from reenact.face.aus import AU_DESCRIPTIONS, AU_NAMES
 
 
-def plot_au_curves(times: np.ndarray, aus: np.ndarray, path: str | os.PathLike[str], title: str = "") -> None:
-    """One small panel per AU, intensity 0-5 against time in seconds; frames without a face are gaps."""
+def au_figure(times: np.ndarray, aus: np.ndarray, title: str = ""):  # -> matplotlib.figure.Figure
+    """One small panel per AU, intensity 0-5 against time in seconds, named as AU_DESCRIPTIONS names it (the one
+    list of AU names: the plot says what the edit does); frames without a face are gaps."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: works on headless machines
     import matplotlib.pyplot as plt
-
-    from reenact.files import atomic_output
 
     fig, axes = plt.subplots(len(AU_NAMES), 1, figsize=(10, 1.0 * len(AU_NAMES)), sharex=True)
     for i, (axis, name) in enumerate(zip(axes, AU_NAMES)):
@@ -29,6 +28,16 @@ def plot_au_curves(times: np.ndarray, aus: np.ndarray, path: str | os.PathLike[s
     if title:
         axes[0].set_title(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_au_curves(times: np.ndarray, aus: np.ndarray, path: str | os.PathLike[str], title: str = "") -> None:
+    """``au_figure`` written to ``path`` (PNG, JPEG, PDF or SVG, by its extension)."""
+    import matplotlib.pyplot as plt
+
+    from reenact.files import atomic_output
+
+    fig = au_figure(times, aus, title)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)

@@ -13,9 +13,14 @@ stays flat however long the video.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,7 @@ from reenact.face.aus import blendshapes_to_aus
 from reenact.face.tracker import FaceObservation, FaceTracker
 from reenact.memory import FaceMemory
 from reenact.pipeline import AlignStage, FrameState, TrackStage, stream
-from reenact.video import Frame
+from reenact.video import Frame, VideoReader, probe
 
 RECORD = np.dtype([
     ("found", "?"), ("time", "f8"), ("landmarks", "f4", (478, 3)), ("blendshapes", "f4", (52,)), ("pose", "f4", (4, 4)),
@@ -60,32 +65,45 @@ class FaceTrack:
         os.pwrite(self._file.fileno(), row.tobytes(), index * RECORD.itemsize)
 
     @classmethod
-    def record(cls, frames: Iterable[Frame], tracker: FaceTracker, folder: Path, crop_size: int = 256,
+    def record(cls, path: Path, open_tracker: Callable[[], FaceTracker], folder: Path, crop_size: int = 256,
                memory: FaceMemory | None = None, advance: Callable[[bool], None] | None = None,
-               bridge_s: float = BRIDGE_S) -> FaceTrack:
-        """Track ``frames`` (decode and MediaPipe overlapping, as in the one-pass pipeline), write the track under
-        ``folder``, let ``memory`` observe each aligned crop (then freeze it), and bridge gaps up to ``bridge_s``."""
-        path = folder / "track.bin"
-        found: list[bool] = []
-        times: list[float] = []
-        observe = None if memory is None else _Observer(memory)
-        stages = [TrackStage(tracker), AlignStage(FaceAligner(crop_size))] + ([observe] if observe else [])
-        with open(path, "wb") as out:
-            row = np.zeros(1, RECORD)
-            for state in stream(frames, stages):
-                face = state.face
-                row["found"], row["time"] = face is not None, state.frame.time
-                if face is not None:
-                    row["landmarks"], row["blendshapes"], row["pose"], row["box"] = (
-                        face.landmarks, face.blendshapes, face.pose, face.box)
-                out.write(row.tobytes())
-                found.append(face is not None)
-                times.append(state.frame.time)
-                if advance is not None:
-                    advance(face is not None)
+               bridge_s: float = BRIDGE_S, segments: int | None = None) -> FaceTrack:
+        """Track the video at ``path``, write the track under ``folder``, let ``memory`` observe each aligned crop
+        (then freeze it), and bridge gaps up to ``bridge_s``.
+
+        MediaPipe keeps one core busy per tracker, so the clip is cut into up to ``segments`` consecutive parts
+        (default: one per core, at most ``MAX_SEGMENTS``, none shorter than ``SEGMENT_FRAMES``), each tracked by its
+        own tracker (``open_tracker``) side by side. A part whose first face is not where the part before left it
+        (another person was chosen afresh) is tracked again following that face, so the track is one person's."""
+        info = probe(path)
+        starts = segment_starts(info.frame_count, segments or min(os.cpu_count() or 1, MAX_SEGMENTS))
+        file = folder / "track.bin"
+        file.touch()
+        lock = threading.Lock()
+
+        def counted(found: bool) -> None:
+            if advance is not None:
+                with lock:
+                    advance(found)
+
+        def run(k: int, follow: FaceObservation | None = None) -> _Segment:
+            stop = starts[k + 1] if k + 1 < len(starts) else None
+            own = None if memory is None or memory.frozen else FaceMemory()
+            return _track_segment(path, starts[k], stop, open_tracker, file, crop_size, own, counted, follow)
+
+        with ThreadPoolExecutor(len(starts), thread_name_prefix="reenact-segment") as pool:
+            parts = list(pool.map(run, range(len(starts))))
+        for k in range(1, len(parts)):
+            if parts[k].starts_elsewhere(parts[k - 1]):
+                parts[k] = run(k, follow=parts[k - 1].last)
         if memory is not None:
+            for part in parts:
+                if part.memory is not None:
+                    memory.merge(part.memory)
             memory.frozen = True
-        track = cls(path, np.array(found, bool), np.array(times, np.float64))
+        found = np.concatenate([part.found for part in parts])
+        times = np.concatenate([part.times for part in parts])
+        track = cls(file, found, times)
         track.bridge(bridge_s)
         return track
 
@@ -134,6 +152,71 @@ class FaceTrack:
         k = int(np.searchsorted(lost, t))
         nearest = min(abs(lost[max(k - 1, 0)] - t), abs(lost[min(k, len(lost) - 1)] - t))
         return float(np.clip(nearest / FADE_S, 0.0, 1.0))
+
+
+SEGMENT_FRAMES = 100  # a first pass's segment is at least this long (a fresh tracker costs a detection)
+WARM_FRAMES = 5  # a segment's tracker first follows the face over this many frames before its own (a smooth seam)
+MAX_SEGMENTS = 4  # trackers side by side at most: each later one first decodes (unconverted) what comes before it
+
+
+def segment_starts(frame_count: int | None, cores: int) -> list[int]:
+    """The first frame of each segment a first pass tracks side by side: one segment where the count is unknown."""
+    if not frame_count:
+        return [0]
+    n = max(1, min(cores, frame_count // SEGMENT_FRAMES))
+    return [round(k * frame_count / n) for k in range(n)]
+
+
+@dataclass
+class _Segment:
+    """What one segment's tracker found: per frame whether there was a face and when, its first and last faces
+    (to join segments into one person's track), and the memory filled from it."""
+
+    found: np.ndarray
+    times: np.ndarray
+    first: FaceObservation | None
+    last: FaceObservation | None
+    memory: FaceMemory | None
+
+    def starts_elsewhere(self, before: _Segment) -> bool:
+        """Whether this segment's first face is not the one the segment before ended on: a fresh tracker chose
+        another person (the trackers follow a face only within a face's size of where it was)."""
+        if self.first is None or before.last is None or not self.found[0] or not before.found[-1]:
+            return False
+        return math.dist(self.first.centre, before.last.centre) >= math.sqrt(before.last.area)
+
+
+def _track_segment(path: Path, start: int, stop: int | None, open_tracker: Callable[[], FaceTracker], file: Path,
+                   crop_size: int, memory: FaceMemory | None, advance: Callable[[bool], None],
+                   follow: FaceObservation | None) -> _Segment:
+    """Track frames [start, stop) of the video (to its end where ``stop`` is None) into their records of ``file``
+    (decode and MediaPipe overlapping, as in the one-pass pipeline); ``follow``: a face to keep following."""
+    found: list[bool] = []
+    times: list[float] = []
+    first = last = None
+    observe = [] if memory is None else [_Observer(memory)]
+    row = np.zeros(1, RECORD)
+    warm = 0 if start == 0 or follow is not None else WARM_FRAMES
+    with VideoReader(path, first=start - warm) as reader, open_tracker() as tracker, open(file, "r+b") as out:
+        if follow is not None:
+            tracker.follow(follow)
+        frames = reader if stop is None else itertools.takewhile(lambda f: f.index < stop, reader)
+        for state in stream(frames, [TrackStage(tracker), AlignStage(FaceAligner(crop_size)), *observe]):
+            if state.frame.index < start:  # warming up: the segment before records these
+                continue
+            face = state.face
+            row.fill(0)
+            row["found"], row["time"] = face is not None, state.frame.time
+            if face is not None:
+                row["landmarks"], row["blendshapes"], row["pose"], row["box"] = (
+                    face.landmarks, face.blendshapes, face.pose, face.box)
+                first = face if not found else first  # the segment's first frame's face (None if it has none)
+                last = face
+            os.pwrite(out.fileno(), row.tobytes(), state.frame.index * RECORD.itemsize)
+            found.append(face is not None)
+            times.append(state.frame.time)
+            advance(face is not None)
+    return _Segment(np.array(found, bool), np.array(times, np.float64), first, last, memory)
 
 
 class _Observer:

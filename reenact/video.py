@@ -113,10 +113,17 @@ def _open_input(path: Path) -> av.container.InputContainer:
         raise InputError(f"{path}: not a video or image file") from e
 
 
+# FFmpeg's text demuxers (tty and kin) show any text file as ANSI art: a "video" no one means.
+_TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
     if not container.streams.video:
         raise InputError(f"{path}: has no video stream (audio-only or not a video file)")
-    return container.streams.video[0]
+    stream = container.streams.video[0]
+    if stream.codec_context.name in _TEXT_CODECS:
+        raise InputError(f"{path}: not a video or image file")
+    return stream
 
 
 def _reason(error: Exception) -> str:
@@ -197,8 +204,11 @@ class VideoReader:
     (a decode error, or fewer frames than the container declares).
     """
 
-    def __init__(self, path: StrPath) -> None:
+    def __init__(self, path: StrPath, first: int = 0) -> None:
+        """``first``: the index of the first frame to yield (those before it are decoded, as a stream must be, but
+        not converted); indices stay the clip's own."""
         self.path = Path(path)
+        self.first = first
         self.info = probe(self.path)
         self._container = _open_input(self.path)
         self._stream = _video_stream(self._container, self.path)
@@ -212,6 +222,9 @@ class VideoReader:
         indexed = "mp4" in self._container.format.name.split(",")
         try:
             for vf in self._container.decode(self._stream):
+                if count < self.first:
+                    count += 1
+                    continue
                 pts = vf.pts if vf.pts is not None else vf.dts
                 image = _rotate(vf.to_ndarray(format="rgb24"), info.rotation)
                 yield Frame(index=count, pts=pts, time_base=info.time_base, image=image)
@@ -279,6 +292,20 @@ def check_output_path(output: StrPath, *inputs: StrPath | None, media: bool = Tr
         raise OutputError(f"{out}: output folder {folder} is not writable")
     if media:
         _check_format(out)
+
+
+def is_image_path(path: StrPath) -> bool:
+    """Whether ``path``'s extension names a still-image output (.png, .jpg): one frame, no audio."""
+    return Path(path).suffix.lower() in _IMAGE_CODECS
+
+
+def check_output_kind(output: StrPath, like: VideoInfo) -> None:
+    """Raise OutputError where frames like ``like``'s (a video's) would go to an image file, which holds one."""
+    suffix = Path(output).suffix.lower()
+    if is_image_path(output) and not like.is_image:
+        frames = f" of {like.frame_count} frames" if like.frame_count else ""
+        raise OutputError(f"{output}: a {suffix} file holds one image, and this output is a video{frames} (from "
+                          f"{like.path}); write it to .mp4, .mov, .mkv or .webm")
 
 
 @functools.lru_cache(maxsize=32)
@@ -424,6 +451,7 @@ class VideoWriter:
         self.path = Path(path)
         self.like = like
         check_output_path(self.path, like.path, audio_from)
+        check_output_kind(self.path, like)
         audio_path = Path(audio_from) if audio_from is not None else None
         self._frames = 0
         self._last_pts = -1

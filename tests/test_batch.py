@@ -184,9 +184,10 @@ def test_without_ray_installed_the_error_says_what_to_install(tmp_path: Path, mo
 
 def test_a_folder_without_an_edit_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.mp4").write_bytes(b"")
-    assert cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out")]) == 1
+    assert cli.main(["batch", str(tmp_path), "-o", str(tmp_path / "out")]) == 2  # the command line's error
     assert capsys.readouterr().err.strip().splitlines() == [
-        "reenact: error: nothing to edit: a folder of clips needs an edit (--au AUxx=V and/or --preset NAME)"
+        "reenact: error: nothing to edit: a folder of clips needs an edit (--au AUxx=V and/or --preset NAME) "
+        "(see reenact batch --help)"
     ]
 
 

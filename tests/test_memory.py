@@ -150,3 +150,53 @@ def test_a_face_lost_for_a_few_frames_is_edited_through(shared_data: Path, tmp_p
     bridged, single = edited([]), edited(["--no-memory"])
     assert bridged[20:45].all()  # every frame around the loss is edited
     assert not single[lost].any() and single[20:29].all()  # without the first pass, the lost frames were not
+
+
+def _two_speakers(shared_data: Path, out: Path, frames: int = 220) -> Path:
+    """Two copies of a GRID speaker side by side; the left one shrinks from larger than the right to smaller, so a
+    tracker choosing the largest face afresh midway would take the right one."""
+    with VideoReader(shared_data / "train" / "grid_s1" / "bbaf2n.mp4") as reader:
+        faces = [f.image for f in reader]
+    h, w = faces[0].shape[:2]
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "18", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = 2 * w + 64, 2 * int(0.7 * h), "yuv420p"
+        for i in range(frames):
+            canvas = np.full((stream.height, stream.width, 3), 90, np.uint8)
+            face = faces[i % len(faces)]
+            scale = max(1.3 - 1.2 * i / frames, 0.7)  # smaller than the right one from about frame 90 on
+            left = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)[: stream.height, :w]
+            canvas[: left.shape[0], : left.shape[1]] = left
+            canvas[: h, w + 64:] = face
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        container.mux(stream.encode())
+    return out
+
+
+def test_a_first_pass_tracked_in_segments_is_one_persons_track(shared_data: Path, tmp_path: Path) -> None:
+    """Segments tracked side by side give the one-segment track and memory; where a fresh tracker would choose
+    another person at a segment's start, the segment follows the person the one before it ended on."""
+    from reenact.tracks import FaceTrack
+
+    clip = _two_speakers(shared_data, tmp_path / "two.mp4")
+    runs = {}
+    for segments in (1, 2):
+        memory = FaceMemory()
+        folder = tmp_path / f"track{segments}"
+        folder.mkdir()
+        track = FaceTrack.record(clip, FaceTracker, folder, 128, memory, segments=segments)
+        try:
+            runs[segments] = (track.found.copy(), np.array([track.face(i).centre for i in range(len(track))]),
+                              {name: sorted(bands) for name, bands in memory.entries.items()})
+        finally:
+            track.close()
+    (found1, centres1, bands1), (found2, centres2, bands2) = runs[1], runs[2]
+    assert found1.all() and found2.all()
+    width = VideoReader(clip).info.width
+    assert (centres1[:, 0] < width / 2).all()  # one tracker follows the left face throughout
+    assert (centres2[:, 0] < width / 2).all()  # so do two, though the right face is the larger at the cut
+    apart = np.abs(centres2 - centres1).max(axis=1)
+    assert np.median(apart) < 0.1 and apart.max() < 5.0  # pixels: the same face, re-found at the cut
+    assert bands2 == bands1
+    with VideoReader(clip, first=110) as reader, FaceTracker() as fresh:  # the cut of two segments
+        assert fresh(next(reader).image, 0.0).centre[0] > width / 2  # a fresh choice there is the right face

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reenact.errors import ModelFileError
+from reenact.errors import ModelFileError, ReenactWarning
 from reenact.face import model_file
 from reenact.face.model_file import FACE_LANDMARKER_SHA256, resolve_face_landmarker, sha256_of
 
@@ -42,10 +42,11 @@ def test_the_shared_copy_is_the_published_file(require_face_model: Path) -> None
     assert sha256_of(require_face_model) == FACE_LANDMARKER_SHA256
 
 
-def test_explicit_path_wins_over_environment(clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_path_wins_over_environment(clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            require_face_model: Path) -> None:
     explicit, from_env = tmp_path / "mine.task", tmp_path / "env.task"
-    explicit.write_bytes(b"x")
-    from_env.write_bytes(b"y")
+    explicit.write_bytes(require_face_model.read_bytes())  # each must be a landmarker bundle (a zip of its models)
+    from_env.write_bytes(require_face_model.read_bytes())
     monkeypatch.setenv(model_file.FACE_LANDMARKER_ENV, str(from_env))
     assert resolve_face_landmarker(explicit) == explicit
     assert resolve_face_landmarker() == from_env
@@ -68,7 +69,8 @@ def test_download_fills_the_cache_and_is_reused(clean_env: Path, model_server: s
 def test_damaged_cache_is_replaced(clean_env: Path, model_server: str) -> None:
     clean_env.mkdir(parents=True)
     (clean_env / "face_landmarker.task").write_bytes(b"truncated")
-    path = resolve_face_landmarker(url=f"{model_server}/face_landmarker.task")
+    with pytest.warns(ReenactWarning, match="damaged"):  # said, not replaced without a word
+        path = resolve_face_landmarker(url=f"{model_server}/face_landmarker.task")
     assert sha256_of(path) == FACE_LANDMARKER_SHA256
 
 

@@ -138,5 +138,5 @@ def test_landmark_motion_is_relative_only(astronaut: np.ndarray, shared_data: Pa
     out = tmp_path / "out.mp4"
     result = _run("transfer", still, shared_data / "train" / "grid_s1" / "bbaf2n.mp4", "-o", out, "--mode",
                   "absolute", "--motion", "landmarks")
-    assert result.returncode == 1 and "--motion aus" in result.stderr
+    assert result.returncode == 2 and "--motion aus" in result.stderr  # options that contradict each other
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reenact.errors import AUError
 from reenact.face.tracker import BLENDSHAPE_INDEX
 
 # The GANimation AU set, in OpenFace's column order.
@@ -26,11 +27,13 @@ AU_NAMES: tuple[str, ...] = (
     "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
 )  # fmt: skip
 
+# What each AU does in reenact: the one list of AU names that the plot, the help and the docs show. FACS's names,
+# but for AU23, which reenact reads and moves as a pucker (AU_CAVEATS says why).
 AU_DESCRIPTIONS: dict[str, str] = {
     "AU01": "inner brow raiser", "AU02": "outer brow raiser", "AU04": "brow lowerer", "AU05": "upper lid raiser",
     "AU06": "cheek raiser", "AU07": "lid tightener", "AU09": "nose wrinkler", "AU10": "upper lip raiser",
     "AU12": "lip corner puller (smile)", "AU14": "dimpler", "AU15": "lip corner depressor", "AU17": "chin raiser",
-    "AU20": "lip stretcher", "AU23": "lip tightener", "AU25": "lips part", "AU26": "jaw drop", "AU45": "blink",
+    "AU20": "lip stretcher", "AU23": "lip pucker", "AU25": "lips part", "AU26": "jaw drop", "AU45": "blink",
 }  # fmt: skip
 
 # What an edit of these AUs does that their FACS name does not say (`reenact edit` tells the user).
@@ -128,11 +131,11 @@ def lateral_aus(blendshapes: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def parse_au_name(text: str) -> str:
-    """Normalise 'au12', 'AU12', '12' or 'AU12_r' to 'AU12'; ValueError for unknown AUs."""
+    """Normalise 'au12', 'AU12', '12' or 'AU12_r' to 'AU12'; AUError (a ValueError) for unknown AUs."""
     raw = text.strip().upper().removesuffix("_R").removeprefix("AU")
     name = f"AU{int(raw):02d}" if raw.isdigit() else f"AU{raw}"
     if name not in AU_NAMES:
-        raise ValueError(f"unknown AU {text!r}; known: {', '.join(AU_NAMES)}")
+        raise AUError(f"unknown AU {text!r}; known: {', '.join(AU_NAMES)}")
     return name
 
 

@@ -11,9 +11,11 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
+import zipfile
 from pathlib import Path
 
-from reenact.errors import ModelFileError
+from reenact.errors import ModelFileError, ReenactWarning
 
 FACE_LANDMARKER_URL = (
     "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
@@ -40,11 +42,40 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# What a face landmarker bundle holds (a zip archive of MediaPipe's models): how a file is known for one.
+BUNDLE_MEMBERS = frozenset({"face_detector.tflite", "face_landmarks_detector.tflite", "face_blendshapes.tflite"})
+
+
 def _existing(path: Path, origin: str) -> Path:
-    # A user-named file is trusted as a model of their choice (it may be another version), so no checksum here.
+    # A user-named file is trusted as a model of their choice (it may be another version), so no checksum here; it
+    # must still be a landmarker bundle, or MediaPipe fails with a message that names neither the file nor the fix.
+    fix = ("pass --face-model the face_landmarker.task from MediaPipe" if origin == "--face-model" else
+           f"point ${FACE_LANDMARKER_ENV} at MediaPipe's face_landmarker.task, or unset it to use the cache")
     if not path.is_file():
-        raise ModelFileError(f"face landmarker model not found at {path} (from {origin})")
+        raise ModelFileError(f"face landmarker model not found at {path} (from {origin}); {fix}")
+    problem = bundle_problem(path)
+    if problem is not None:
+        raise ModelFileError(f"{path} (from {origin}) is {problem}; {fix} ({FACE_LANDMARKER_URL})")
     return path
+
+
+def bundle_problem(path: Path) -> str | None:
+    """What keeps ``path`` from being a face landmarker bundle (None: nothing): cheap, MediaPipe is not loaded."""
+    try:
+        if path.stat().st_size == 0:
+            return "empty, not a face_landmarker.task"
+        if not zipfile.is_zipfile(path):
+            return "not a face_landmarker.task (such a bundle is a zip archive; this file is not one)"
+        with zipfile.ZipFile(path) as bundle:
+            missing = sorted(BUNDLE_MEMBERS - set(bundle.namelist()))
+            damaged = bundle.testzip()
+    except (OSError, zipfile.BadZipFile) as e:
+        return f"not readable as a face_landmarker.task ({e})"
+    if missing:
+        return f"a zip archive but not a face_landmarker.task (it lacks {', '.join(missing)})"
+    if damaged is not None:
+        return f"a damaged face_landmarker.task ({damaged} fails its checksum)"
+    return None
 
 
 def download_face_landmarker(
@@ -77,16 +108,24 @@ def resolve_face_landmarker(
 ) -> Path:
     """Return the path of a usable ``face_landmarker.task``, downloading it into the cache if needed."""
     if explicit:
-        return _existing(Path(explicit).expanduser(), "the explicit path")
+        return _existing(Path(explicit).expanduser(), "--face-model")
     if os.environ.get(FACE_LANDMARKER_ENV):
         return _existing(Path(os.environ[FACE_LANDMARKER_ENV]).expanduser(), f"${FACE_LANDMARKER_ENV}")
     cached = cache_dir() / FILE_NAME
+    damaged = ""
     if cached.is_file():
         if sha256_of(cached) == FACE_LANDMARKER_SHA256:
             return cached
-        cached.unlink()  # a damaged cache entry is replaced rather than trusted
+        # A damaged cache entry (a download cut short, a disk error) is replaced rather than trusted, and said.
+        damaged = f"the cached face landmarker {cached} was damaged (it fails its checksum) and was removed; "
+        cached.unlink()
+        warnings.warn(f"{damaged[:-2]}; downloading it again", ReenactWarning, stacklevel=2)
     if not download:
         raise ModelFileError(
-            f"face landmarker model not in the cache ({cached}); pass --face-model PATH or set {FACE_LANDMARKER_ENV}"
+            f"{damaged}face landmarker model not in the cache ({cached}); pass --face-model PATH or set "
+            f"{FACE_LANDMARKER_ENV}"
         )
-    return download_face_landmarker(cached, url=url)
+    try:
+        return download_face_landmarker(cached, url=url)
+    except ModelFileError as e:
+        raise ModelFileError(f"{damaged}{e}") from None

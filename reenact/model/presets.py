@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reenact.errors import PresetError
 from reenact.face.aus import AU_NAMES
 
 # Each preset sets its prototype's AUs and, at 0, the AUs that contradict it, so that it reads as that emotion on a
@@ -22,13 +23,29 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 
 
+def check_preset(name: str) -> str:
+    """The preset's name as PRESETS has it ('Happy ' -> 'happy'); PresetError names the presets."""
+    key = name.strip().lower()
+    if key not in PRESETS:
+        raise PresetError(f"unknown preset {name.strip()!r}; choose from {', '.join(PRESETS)}")
+    return key
+
+
+def check_strength(value: float) -> float:
+    """A preset's strength: a number from 0 to 2 (PresetError otherwise)."""
+    if not 0.0 <= value <= 2.0:  # NaN fails too
+        raise PresetError(f"preset strength must be a number from 0 to 2, not {value:g}")
+    return value
+
+
 def parse_preset(text: str) -> tuple[str, float]:
-    """'happy' or 'happy:0.6' -> (name, strength); ValueError names the presets."""
+    """'happy' or 'happy:0.6' -> (name, strength); PresetError names the presets or says what a strength is."""
     name, _, strength = text.partition(":")
-    name = name.strip().lower()
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    value = float(strength) if strength else 1.0
-    if not 0.0 <= value <= 2.0:
-        raise ValueError(f"preset strength must be between 0 and 2, not {value}")
-    return name, value
+    name = check_preset(name)
+    if not strength:
+        return name, 1.0
+    try:
+        value = float(strength)
+    except ValueError:
+        raise PresetError(f"preset strength must be a number from 0 to 2, not {strength!r} (in {text!r})") from None
+    return name, check_strength(value)

@@ -361,7 +361,11 @@ def prepare_dataset(
             done.append(result.job.clip.id)
             frames_read += result.frames_read
             frames_kept += result.kept
-    _write_index(out, crop_size, stride, _complete_clips(out / "clips"), rows)
+    complete = _complete_clips(out / "clips")
+    if not complete:  # an empty dataset would only fail later, in train or eval, further from the cause
+        why = f"{len(failed)} failed; {failed[0].id}: {failed[0].reason}" if failed else "no video found in what was given"
+        raise ReenactError(f"{out}: no clip was prepared ({why})")
+    _write_index(out, crop_size, stride, complete, rows)
     return PrepareReport(
         out, tuple(sorted(done)), tuple(skipped), tuple(failed), frames_read, frames_kept, time.perf_counter() - started
     )
@@ -369,4 +373,4 @@ def prepare_dataset(
 
 def _warn(failure: ClipFailure, enabled: bool) -> None:
     if enabled:
-        print(f"warning: skipped {failure.id}: {failure.reason}", file=sys.stderr, flush=True)
+        print(f"reenact: warning: skipped {failure.id}: {failure.reason}", file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ FaceLandmarker finds it on the edit pasted back into its crop, measured side by 
 means the reader's landmarks follow the warp; a share well under 1 means the image shows a move that the
 landmarker does not place, so reenact's AU reader, which reads MediaPipe's blendshapes, cannot see it either.
 Crop pixels of the dataset's crops (128 px for `reenact prepare`'s default).
-Usage: python benchmarks/landmark_follow.py DATASET --split RUN/split.json [--model default] [--faces 24]
+Usage: python probes/landmark_follow.py DATASET --split RUN/split.json [--model default] [--faces 24]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Per kind, all against the eye corners (so a real head's motion cancels out): how
 known for lifts and the edit), the same by dense optical flow (not from MediaPipe), how far MediaPipe places the
 brow points; and the reader's AU01 and AU02 rises, and their sum per pixel MediaPipe found.
 Crop pixels of the dataset's crops (128 px for `reenact prepare`'s default).
-Usage: python benchmarks/brow_reading.py DATASET --split RUN/split.json [--model default] [--faces 24]
+Usage: python probes/brow_reading.py DATASET --split RUN/split.json [--model default] [--faces 24]
 """
 
 from __future__ import annotations

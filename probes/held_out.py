@@ -1,4 +1,4 @@
-"""The arguments and the running of the benchmarks that measure a model on a prepared dataset's held-out people."""
+"""The arguments and the running of the probes that measure a model on a prepared dataset's held-out people."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def held_out_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with DATASET, --split, --model and --json (what each such benchmark takes)."""
+    """A parser with DATASET, --split, --model and --json (what each such probe takes)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dataset", type=Path, help="folder written by reenact prepare")
     parser.add_argument("--split", type=Path, required=True, help="a training run's split.json (its validation people)")
@@ -20,7 +20,7 @@ def held_out_parser(description: str) -> argparse.ArgumentParser:
 
 def run_held_out(description: str, measure: Callable[[Path, list[str], str | None, int], object], count: str,
                  default: int, help: str) -> None:
-    """Parse the held-out benchmark arguments plus the integer option ``count``, run ``measure(dataset, validation
+    """Parse the held-out probe arguments plus the integer option ``count``, run ``measure(dataset, validation
     people, model name, count)`` on 2 threads, and write what it returns to --json if asked."""
     import torch
 

@@ -6,7 +6,7 @@
 - Identity: dlib's distance between two frames of one held-out person, for ordinary pairs (distinct frames up to 4 s
   apart in a clip, as the eval draws them) and for pairs in which one AU changes by 2 or more: how far dlib puts a
   person from themselves when only time or their own expression changes.
-Usage: python benchmarks/headroom.py DATASET --split RUN/split.json [--model default] [--pairs 512]
+Usage: python probes/headroom.py DATASET --split RUN/split.json [--model default] [--pairs 512]
 """
 
 from __future__ import annotations

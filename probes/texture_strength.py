@@ -4,7 +4,7 @@ Measured side by side in one run: for each person of the split's validation set,
 frames of one clip) is scored at every strength, so the strengths differ only by the texture step's share. The
 gain over copying the source frame (PSNR in the face mask, head pose followed) is printed per person, for all of
 them, and for the first and the second half of them: a strength chosen on the held-out people should suit both.
-Usage: python benchmarks/texture_strength.py DATASET --split RUN/split.json [--model default] [--pairs 128]
+Usage: python probes/texture_strength.py DATASET --split RUN/split.json [--model default] [--pairs 128]
        [--strengths 0.5,0.625,0.75,0.875,1] [--json OUT]
 """
 

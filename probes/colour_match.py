@@ -6,7 +6,7 @@ of ``reenact eval`` and each preset, on the first frame of each held-out clip's 
 size (``reenact edit``'s tracking, alignment and editor, no time smoothing): the mean fitted gain over the channels
 and the frames (and the lowest), and the mean change (0-255) that undoing the fit makes inside the face, with the
 source crop as the reference (as before stop 16) and with the source as the edit warped it (as now).
-Usage: python benchmarks/colour_match.py DATASET --split RUN/split.json [--model default]
+Usage: python probes/colour_match.py DATASET --split RUN/split.json [--model default]
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""Video encoding settings (codec, crf, preset, with ffmpeg's names and meanings), checked when made: a codec this
+FFmpeg does not have, a crf outside the encoder's range or a preset it does not know is an EncoderError before any
+work, never an encoder's complaint halfway through or a setting quietly dropped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import av
+
+from reenact.errors import EncoderError
+
+# x264's and x265's speed presets, fastest first (both take the same names).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+ENCODER_PRESETS: dict[str, tuple[str, ...]] = {"libx264": X264_PRESETS, "libx265": X264_PRESETS}
+# crf ranges where they are not x264's 0-51 (codecs without a crf get a fixed quantiser from the 0-51 scale).
+_CRF_RANGES: dict[str, tuple[int, int]] = {"libvpx": (0, 63), "libvpx-vp9": (0, 63), "libaom-av1": (0, 63),
+                                           "libsvtav1": (0, 63)}
+_CRF_RANGE = (0, 51)
+
+
+def check_encoding(codec: str, crf: int, preset: str) -> str:
+    """The encoder's own name for ``codec`` ('h264' -> 'libx264') if it can encode video with this crf and preset;
+    EncoderError says what is wrong otherwise. Looks the encoder up without opening it: no frame is decoded."""
+    try:
+        found = av.codec.Codec(codec, "w")
+    except ValueError:  # av's UnknownCodecError
+        raise EncoderError(f"unknown video codec {codec!r}: this FFmpeg has no encoder of that name (e.g. libx264, "
+                           f"libx265, libvpx-vp9; `ffmpeg -encoders` lists them)") from None
+    if found.type != "video":
+        raise EncoderError(f"{codec!r} is an {found.type} codec, not a video one (e.g. libx264, libx265, libvpx-vp9)")
+    name = found.name
+    low, high = _CRF_RANGES.get(name, _CRF_RANGE)
+    if isinstance(crf, bool) or not isinstance(crf, int) or not low <= crf <= high:
+        raise EncoderError(f"crf must be a whole number from {low} to {high} for {name} (lower is better), not {crf!r}")
+    presets = ENCODER_PRESETS.get(name)
+    if presets is not None and preset not in presets:
+        raise EncoderError(f"unknown encoder preset {preset!r} for {name}; choose from {', '.join(presets)}")
+    return name
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Video encoding, with ffmpeg's names and meanings; checked when made (EncoderError). ``preset``: the
+    encoder's speed preset (x264/x265: ultrafast ... placebo); codecs without presets leave it unused."""
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+
+    def __post_init__(self) -> None:
+        check_encoding(self.codec, self.crf, self.preset)
