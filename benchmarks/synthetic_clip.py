@@ -16,7 +16,14 @@ import cv2
 import numpy as np
 
 
-def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (320, 240), fps: int = 25) -> Path:
+MARK_SIZE = 16  # pixels: the white square in the top-left corner of a marked frame, far from the face
+MARK_HZ = 1000  # the beep that starts with each marked frame
+
+
+def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (320, 240), fps: int = 25,
+                         marks_every: float | None = None) -> Path:
+    """``marks_every``: every so many seconds, a frame with a white square in its corner and a one-frame beep that
+    starts with it, so an output's audio can be checked against its video (``marks``)."""
     import skimage.data
 
     width, height = size
@@ -34,10 +41,13 @@ def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (32
             matrix = cv2.getRotationMatrix2D((head.shape[1] / 2, head.shape[0] / 2), angle, scale)
             matrix[:, 2] += (width / 2 - scale * head.shape[1] / 2 + 6 * math.sin(t), height / 2 - scale * head.shape[0] / 2)
             image = cv2.warpAffine(head, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+            marked = marks_every is not None and i % round(marks_every * fps) == 0
+            if marked:
+                image[:MARK_SIZE, :MARK_SIZE] = 255
             for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
             n = np.arange(i * samples_per_frame, (i + 1) * samples_per_frame)
-            tone = (0.1 * np.sin(2 * np.pi * 220 * n / rate)).astype(np.float32)[None, :]
+            tone = (0.1 * np.sin(2 * np.pi * (MARK_HZ if marked else 220) * n / rate)).astype(np.float32)[None, :]
             frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
             frame.sample_rate, frame.pts, frame.time_base = rate, int(n[0]), Fraction(1, rate)
             for packet in audio.encode(frame):
@@ -48,12 +58,36 @@ def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (32
     return path
 
 
+def marks(path: Path) -> tuple[list[float], list[float]]:
+    """A marked clip's (or its edit's) mark times: by its video (frames with the white corner) and by its audio (the
+    beeps' starts), in seconds."""
+    seen: list[float] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            corner = frame.to_ndarray(format="rgb24")[2:MARK_SIZE - 2, 2:MARK_SIZE - 2]
+            if corner.mean() > 200:
+                seen.append(float(frame.time))
+    heard: list[float] = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            samples = frame.to_ndarray().mean(axis=0)
+            # The beep against the hum by the spacing of sign changes: about rate / 2000 samples against rate / 440.
+            changes = np.flatnonzero(np.diff(np.signbit(samples)))
+            close = np.flatnonzero(np.diff(changes) < frame.sample_rate / (MARK_HZ + 220))
+            if len(close):
+                onset = float(frame.time) + float(changes[close[0]]) / frame.sample_rate
+                if not heard or onset - heard[-1] > 0.5:
+                    heard.append(onset)
+    return seen, heard
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--marks-every", type=float, help="seconds between audio/video sync marks")
     args = parser.parse_args()
     w, h = map(int, args.size.split("x"))
-    write_synthetic_clip(args.out, args.seconds, (w, h), args.fps)
+    write_synthetic_clip(args.out, args.seconds, (w, h), args.fps, args.marks_every)

@@ -251,17 +251,18 @@ class GeneratorOptions:
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
                head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True,
                landmark_moves: Callable[[Generator], Callable[[np.ndarray, float], np.ndarray]] | None = None,
-               memory: FaceMemory | None = None, fade: Callable[[float], float] | None = None) -> CropEditor:
+               memory: FaceMemory | None = None, fade: Callable[[float], float] | None = None,
+               model: Generator | None = None) -> CropEditor:
         """``asked``: ``target`` gives edits (False: a driving face's readings, as transfers do).
         ``landmark_moves``: given the loaded generator, the landmarks' moves to make in place of the motion step's
         (a driving face's own motion: ``reenact.retarget.Retargeter``). ``memory``: the face memory to use (a
         frozen one from a first pass, or a new one that fills from the frames as they come, as live mode uses);
         none where ``self.memory`` is off. ``fade``: how much of the edit applies at time t (a first pass's
-        ``FaceTrack.fade``)."""
+        ``FaceTrack.fade``). ``model``: these options' generator, already loaded (``load``)."""
         from reenact.editing import GeneratorEditor
 
         device = pick_device(self.device)
-        model = self.load(device)
+        model = self.load(device) if model is None else model
         moves = None if landmark_moves is None else landmark_moves(model)
         return GeneratorEditor(model, target, self.smooth, device, head_turn=head_turn,
                                asked=asked and self.edit_gain, landmark_moves=moves,
@@ -296,9 +297,11 @@ def edit_expression(
         check_edit(input, output, target)
     else:  # any function of (AUs, t), whose time range is its own
         check_output_path(output, input)
-    pick_device(generator.device)
+    # The generator loads before the first pass: a model file that cannot load fails at once, not after tracking
+    # the whole clip, and the job's memory is all taken from its start.
+    model = generator.load(pick_device(generator.device))
     with first_pass(input, tracking, memory if generator.memory else False, progress) as (track, face_memory):
-        editor = generator.editor(target, memory=face_memory, fade=None if track is None else track.fade)
+        editor = generator.editor(target, memory=face_memory, fade=None if track is None else track.fade, model=model)
         return edit_video(input, output, editor, tracking, encode, progress, track)
 
 
@@ -379,7 +382,7 @@ def transfer_expression(
     motion = transfer_motion(relative, motion)
     chosen = transfer_aus(aus)
     source_info, driving_info = check_transfer(source, driving, output, audio, relative)
-    pick_device(generator.device)
+    model = generator.load(pick_device(generator.device))  # before any tracking, as ``edit_expression`` does
     shorter = shorter_driver(source_info, driving_info)
     if shorter is not None:
         warnings.warn(shorter, ReenactWarning, stacklevel=2)
@@ -393,10 +396,11 @@ def transfer_expression(
         fade = None if faces is None else faces.fade  # the memory is the source person's, never the driver's
         if motion == "landmarks":
             moves = retargeted_motion(track, chosen, au_scale, follow_pose)
-            editor = generator.editor(target, asked=False, landmark_moves=moves, memory=face_memory, fade=fade)
+            editor = generator.editor(target, asked=False, landmark_moves=moves, memory=face_memory, fade=fade,
+                                      model=model)
         else:
             editor = generator.editor(target, track.turn if follow_pose else None, asked=False, memory=face_memory,
-                                      fade=fade)
+                                      fade=fade, model=model)
         return _transfer_job(source, driving, output, EditPasteStage(editor), driving_info, stamps, audio, tracking,
                              encode, progress, faces)
 
