@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,6 +66,7 @@ _OPS = ("edit", "transfer")
 _IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})  # kept as images; any other input gives an .mp4
 _CLIP_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi"}) | _IMAGE_EXTENSIONS
 REPORT_NAME = "batch_report.json"
+LOCK_NAME = ".reenact-batch.lock"  # in the output folder while a run writes there; holds its pid
 REPORT_EVERY = 5.0  # seconds: the report is rewritten as jobs finish, at most this often (and at the end)
 # atomic_output's temporary name for NAME: .NAME.tmp-<8 hex>SUFFIX
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}(?P<suffix>\.[^.]*)?$")
@@ -185,13 +186,15 @@ def read_jobs(
     defaults: Mapping[str, Any] | None = None,
     generator: api.GeneratorOptions = api.GeneratorOptions(),
     tracking: api.TrackingOptions = api.TrackingOptions(),
+    allow_outside: bool = False,
 ) -> list[BatchJob]:
     """The jobs of a job file (.csv, .yaml/.yml, .json: a list of rows with FIELDS), or of a folder of clips.
 
     ``defaults`` holds field values for every job that does not give its own (those of the other operation are
     ignored): a folder's clips all get the edit they describe. ``generator`` and ``tracking`` apply to all jobs
     (a row's ``model`` replaces the generator's). Raises ValueError or InputError when the file itself cannot be
-    read; a bad row becomes a job with its ``error`` set.
+    read; a bad row becomes a job with its ``error`` set. A row's output must stay inside ``outdir`` (no ``..``, no
+    absolute path, no symlink leading out) unless ``allow_outside``.
     """
     source, out = Path(source), Path(outdir).absolute()
     defaults = {k: v for k, v in (defaults or {}).items() if _given(v)}
@@ -199,7 +202,7 @@ def read_jobs(
         rows, base = _folder_rows(source, out, defaults), source
     else:
         rows, base = _file_rows(source), source.parent
-    return [_job(i, row, base, out, defaults, generator, tracking) for i, row in enumerate(rows, 1)]
+    return [_job(i, row, base, out, defaults, generator, tracking, allow_outside) for i, row in enumerate(rows, 1)]
 
 
 def _folder_rows(folder: Path, out: Path, defaults: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -232,6 +235,8 @@ def _file_rows(path: Path) -> list[Any]:
             rows = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}: not valid JSON ({e})") from e
+        except RecursionError as e:
+            raise InputError(f"{path}: nested too deeply to be a job file") from e
     else:
         import yaml
 
@@ -239,11 +244,36 @@ def _file_rows(path: Path) -> list[Any]:
             rows = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise InputError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from e
+        except RecursionError as e:
+            raise InputError(f"{path}: nested too deeply to be a job file") from e
+    _check_size(rows, path)
     if not isinstance(rows, list):
         raise InputError(f"{path}: expected a list of jobs, found {type(rows).__name__}")
     if not rows:
         raise InputError(f"{path}: no jobs in this file")
     return rows
+
+
+_MAX_VALUES = 1_000_000  # values in a job file, counting each YAML alias as often as it is used
+_MAX_DEPTH = 32  # a job file is a list of rows of fields, some of them lists: 3 deep
+
+
+def _check_size(rows: Any, path: Path) -> None:
+    """Refuse a job file whose values, aliases expanded, are too many or nested too deep to be jobs: YAML aliases
+    nesting aliases ("billion laughs") load as a few shared lists, but every use of a field reads them whole."""
+    seen, stack = 0, [(rows, 0)]
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if depth > _MAX_DEPTH:
+            raise InputError(f"{path}: nested too deeply to be a job file")
+        if seen > _MAX_VALUES:
+            raise InputError(f"{path}: too many values to be a job file (YAML aliases that nest aliases expand to "
+                             f"more than {_MAX_VALUES:,} values?)")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def _given(value: Any) -> bool:
@@ -274,27 +304,43 @@ def _output_name(row: Any) -> str | None:
 
 def _job(
     index: int, row: Any, base: Path, out: Path, defaults: Mapping[str, Any],
-    generator: api.GeneratorOptions, tracking: api.TrackingOptions,
+    generator: api.GeneratorOptions, tracking: api.TrackingOptions, allow_outside: bool = False,
 ) -> BatchJob:
     output = _output_name(row)
     name = output or f"#{index}"
     try:
-        return _parse_row(index, name, row, base, out, defaults, generator, tracking)
+        return _parse_row(index, name, row, base, out, defaults, generator, tracking, allow_outside)
     except (ReenactError, ValueError) as e:  # kept as a failed job with what the row says
         op, input = (_text(row.get(k)) for k in ("op", "input")) if isinstance(row, Mapping) else (None, None)
         return BatchJob(index, name, op or "edit", input=None if input is None else (base / input).absolute(),
-                        output=out / output if output is not None and _inside(output) else None,
+                        output=out / output if output is not None and _inside(output, out) else None,
                         error=" ".join(str(e).split()))
 
 
-def _inside(name: str) -> bool:
+def _file_name(name: str) -> bool:
+    """Whether the file system can take ``name``: no NUL, nothing that cannot be encoded (a lone surrogate), no part
+    longer than file systems allow (255 bytes)."""
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError:
+        return False
+    return b"\0" not in encoded and all(len(part) <= 255 for part in encoded.split(b"/"))
+
+
+def _inside(name: str, out: Path) -> bool:
+    """Whether output ``name`` stays inside ``out``: relative, no ``..``, and no symlink on the way leading out."""
     path = Path(name)
-    return not path.is_absolute() and ".." not in path.parts
+    if path.is_absolute() or ".." in path.parts or not _file_name(name):
+        return False
+    try:
+        return (out / path).resolve().is_relative_to(out.resolve())
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13), a name too long
+        return False
 
 
 def _parse_row(
     index: int, name: str, row: Any, base: Path, out: Path, defaults: Mapping[str, Any],
-    generator: api.GeneratorOptions, tracking: api.TrackingOptions,
+    generator: api.GeneratorOptions, tracking: api.TrackingOptions, allow_outside: bool = False,
 ) -> BatchJob:
     if not isinstance(row, Mapping):
         raise ValueError(f"a job is a mapping of fields, not {type(row).__name__}")
@@ -313,13 +359,17 @@ def _parse_row(
         raise ValueError(f"{', '.join(misplaced)}: for {'transfer' if op == 'edit' else 'edit'} jobs only, not {op}")
     fields = {**{k: v for k, v in defaults.items() if k not in other}, **given}
     input = _existing(base, fields, "input")  # given, so the job has an output name
-    if not _inside(name):
-        raise ValueError(f"output {name!r} must be a relative path inside the output folder")
+    if not _file_name(name):
+        raise ValueError(f"output {name[:80]!r}{'...' if len(name) > 80 else ''} is no file name (a NUL character, "
+                         "an unpaired surrogate, or a part longer than 255 bytes)")
+    if not allow_outside and not _inside(name, out):
+        raise ValueError(f"output {name!r} must stay inside the output folder {out} (it leads out through '..', an "
+                         "absolute path or a symlink); refused unless --allow-outside")
     model = _text(fields.get("model"))
     encoding = _options(fields, codec=("codec", str), crf=("crf", int), preset=("encoder_preset", str))
     encode = api.EncodeOptions(**encoding)
     common: dict[str, Any] = {
-        "input": input, "output": out / name,
+        "input": input, "output": (out / name).absolute(),
         "generator": dataclasses.replace(generator, model=model) if model else generator,
         "tracking": tracking, "encode": encode,
     }  # fmt: skip
@@ -379,7 +429,11 @@ def _existing(base: Path, fields: Mapping[str, Any], field: str) -> Path:
     if text is None:
         raise ValueError(f"no {field} file given")
     path = (base / text).absolute()
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name too long for the file system, a path through a file: this row's problem alone
+        raise ValueError(f"{field} {text}: {e.strerror or e}") from e
+    if not found:
         raise ValueError(f"{field} {text}: file not found" + (" (a folder)" if path.is_dir() else ""))
     return path
 
@@ -422,6 +476,15 @@ def run_batch(
         raise OptionError(f"--workers must be at least 1, not {workers}")
     out = Path(outdir).absolute()
     out.mkdir(parents=True, exist_ok=True)
+    with _OutdirLock(out):
+        return _run_locked(jobs, out, workers, ray, force, report, progress, started)
+
+
+def _run_locked(
+    jobs: Sequence[BatchJob], out: Path, workers: int | None, ray: str | None, force: bool,
+    report: PathLike | None, progress: bool, started: float,
+) -> BatchReport:
+    began = time.time()
     report_path = Path(report) if report is not None else out / REPORT_NAME
     check_output_path(report_path, media=False)
     jobs = _fail_duplicates(jobs)
@@ -450,15 +513,76 @@ def run_batch(
         return batch
 
     written = -REPORT_EVERY
-    with JobProgress(len(todo), progress) as bar:
-        for result in finished:
-            results[result.job.index] = result
-            bar.advance()
-            # Kept up to date as jobs finish, so a killed run's report still knows the jobs it did.
-            if time.perf_counter() - written >= REPORT_EVERY:
-                report_now()
-                written = time.perf_counter()
+    try:
+        with JobProgress(len(todo), progress) as bar:
+            for result in finished:
+                results[result.job.index] = result
+                bar.advance()
+                # Kept up to date as jobs finish, so a killed run's report still knows the jobs it did.
+                if time.perf_counter() - written >= REPORT_EVERY:
+                    report_now()
+                    written = time.perf_counter()
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the workers, then say what was done
+        close = getattr(finished, "close", None)
+        if close is not None:
+            close()
+        for job in todo:  # finished (renamed into place) in this run, its result not back yet when stopped
+            if job.index not in results and job.output is not None and _written_since(job.output, began):
+                results[job.index] = JobResult(job, "ok")
+        with suppress(Exception):
+            report_now()
+        raise
     return report_now()
+
+
+def _written_since(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False
+
+
+class _OutdirLock:
+    """One batch run at a time per output folder: an advisory lock on OUTDIR/.reenact-batch.lock, which holds the
+    running batch's pid. The lock dies with its process, so a lock file left by a killed run is simply taken over;
+    a second run while the first is alive is refused with the first one's pid."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / LOCK_NAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> _OutdirLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise ReenactError(f"{self.path.parent}: another reenact batch (pid {holder}) is writing to this "
+                                   f"output folder; wait for it to finish or use another folder (lock: {self.path})")
+            try:  # the file locked must still be the one at the path (a finishing run unlinks it)
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            with suppress(OSError):
+                os.unlink(self.path)  # still holding the lock: no other run has it open and locked
+            os.close(self._fd)
+            self._fd = None
 
 
 def _fail_duplicates(jobs: Sequence[BatchJob]) -> list[BatchJob]:
@@ -516,7 +640,21 @@ class _KeptGenerator(api.GeneratorOptions):
 
 
 def _run_job(job: BatchJob) -> JobResult:
-    """Run one checked job through the typed API; every failure becomes a failed result, never an exception."""
+    """Run one checked job through the typed API; every failure becomes a failed result, never an exception (an
+    interruption, KeyboardInterrupt, goes through)."""
+    global _IN_JOB
+    if _STOPPING:  # a worker told to stop: the job is left for a rerun
+        return JobResult(job, "pending")
+    if _STARTED is not None:
+        _STARTED.put(job.index)
+    _IN_JOB = True
+    try:
+        return _run_job_here(job)
+    finally:
+        _IN_JOB = False
+
+
+def _run_job_here(job: BatchJob) -> JobResult:
     started = time.perf_counter()
     assert job.input is not None and job.output is not None and job.error is None
     generator = _KeptGenerator(**dataclasses.asdict(job.generator))
@@ -538,37 +676,128 @@ def _run_job(job: BatchJob) -> JobResult:
 
 
 def _run_in_processes(jobs: list[BatchJob], workers: int) -> Iterator[JobResult]:
+    """Jobs in a pool of ``workers`` processes. A worker that dies (killed, out of memory, a crash in native code)
+    breaks the pool: the jobs it had not started go to a fresh pool, and those that were running are retried one at
+    a time, each alone, so that a job that kills its worker again fails alone."""
     if workers == 1 or len(jobs) <= 1:
         yield from map(_run_job, jobs)
         return
     import multiprocessing
 
     # spawn: MediaPipe is not fork-safe once initialised. (Torch's threads per process are the editor's to set.)
-    pool = ProcessPoolExecutor(min(workers, len(jobs)), multiprocessing.get_context("spawn"),
-                               initializer=_start_worker, initargs=(os.getpid(),))
+    context = multiprocessing.get_context("spawn")
+    started = context.SimpleQueue()  # job indices, as workers start them
+    clean, suspects = list(jobs), []
+    while clean or suspects:
+        alone = not clean
+        batch = clean if not alone else suspects[:1]
+        if alone:
+            suspects = suspects[1:]
+        unfinished = {job.index: job for job in batch}
+        broken = False
+        with closing(_pool_round(batch, 1 if alone else workers, context, started)) as results:
+            for result in results:
+                if result is None:
+                    broken = True
+                else:
+                    unfinished.pop(result.job.index, None)
+                    yield result
+        running = set()
+        while not started.empty():
+            running.add(started.get())
+        clean = []
+        if not broken:
+            continue
+        # What the dead worker (and the others, which the broken pool stopped) were writing.
+        _remove_temporaries([job.output for job in unfinished.values() if job.output is not None])
+        for index, job in unfinished.items():
+            if alone:
+                yield JobResult(job, "failed", error="the worker process running it died (killed, out of memory, "
+                                                     "or a crash in native code)")
+            elif index in running:
+                suspects.append(job)
+            else:
+                clean.append(job)
+
+
+def _pool_round(jobs: list[BatchJob], workers: int, context: Any, started: Any) -> Iterator[JobResult | None]:
+    """The results of ``jobs`` in one process pool, as they finish; then ``None`` if the pool broke (a worker
+    died), the unfinished jobs giving nothing. Interrupted, the workers stop their jobs (removing what they were
+    writing) before this returns."""
+    import shutil
+    import tempfile
+    from concurrent.futures.process import BrokenProcessPool
+
+    # The workers' scratch folders go in one of the pool's own, removed with it: a killed worker cannot clean up.
+    scratch = tempfile.mkdtemp(prefix="reenact-batch-")
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), context, initializer=_start_worker,
+                               initargs=(os.getpid(), started, scratch))
     try:
         futures: dict[Future[JobResult], BatchJob] = {pool.submit(_run_job, job): job for job in jobs}
         pending = set(futures)
+        broken = False
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 try:
                     yield future.result()
-                except Exception as e:  # the worker process died (killed, out of memory, a crash in native code)
+                except BrokenProcessPool:
+                    broken = True
+                except Exception as e:  # the job could not be sent or its result not read back
                     yield JobResult(futures[future], "failed", error=f"{type(e).__name__}: {' '.join(str(e).split())}")
+        if broken:
+            yield None
+    except BaseException:  # interrupted, or the consumer closed us: stop the jobs in flight cleanly
+        _stop_workers(pool)
+        raise
     finally:
-        pool.shutdown(wait=sys.exc_info()[0] is None, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _start_worker(parent: int) -> None:
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask each worker to stop its job as Ctrl-C would: what it was writing is removed, nothing half is left."""
+    import signal
+
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with suppress(OSError, AttributeError, ValueError):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+
+_STOPPING = False  # in a worker: told to stop; the jobs it has not started are left pending
+_IN_JOB = False  # in a worker: running a job (a stop signal interrupts it)
+_STARTED: Any = None  # in a worker: the queue on which it says which job it starts
+
+
+def _start_worker(parent: int, started: Any = None, scratch: str | None = None) -> None:
+    global _STARTED
+    import signal
+    import tempfile
+
+    _STARTED = started
+    if scratch is not None:
+        tempfile.tempdir = scratch
+    # SIGTERM (from the batch, interrupted) and SIGINT (Ctrl-C reaches the whole process group) stop the job at
+    # hand as an interruption, so that its temporary is removed; an idle worker just exits with the pool.
+    signal.signal(signal.SIGTERM, _stop_signal)
+    signal.signal(signal.SIGINT, _stop_signal)
     if sys.platform.startswith("linux"):  # die with the batch: a killed run must not go on writing
         import ctypes
-        import signal
 
         with suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the parent was gone before the signal was armed
             os._exit(1)
+
+
+def _stop_signal(signum: int, frame: object) -> None:
+    """Interrupt the job at hand, once: Ctrl-C reaches a worker, then the batch's SIGTERM, and a second interruption
+    would cut short the first one's cleanup."""
+    global _STOPPING
+    first, _STOPPING = not _STOPPING, True
+    if first and _IN_JOB:
+        raise KeyboardInterrupt
 
 
 def _run_on_ray(jobs: list[BatchJob], address: str, workers: int | None) -> Iterator[JobResult]:

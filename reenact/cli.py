@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--workers", type=int, metavar="N", help="jobs at a time, one process each (default 1; --ray local: all cores)")
     batch.add_argument("--ray", metavar="auto|local|ADDRESS", help="run the jobs as Ray tasks: start Ray here (local) or join a cluster")
     batch.add_argument("--force", action="store_true", help="redo jobs whose output exists (default: skip them)")
+    batch.add_argument("--allow-outside", action="store_true", help="let job rows write outside OUTDIR ('..', absolute paths, symlinks leading out; refused by default)")
     batch.add_argument("--report", metavar="JSON", help="where to write the report (default OUTDIR/batch_report.json)")
     group = batch.add_argument_group("edit", "a folder's clips all get this edit; in a job file, each field is a default for rows that leave it empty")
     _add_expression(group, ramp=None)  # a job file's rows fall back to 0.3 where neither gives a ramp
@@ -413,8 +414,7 @@ def _edit(args: argparse.Namespace, tracking, progress: bool):
 
 
 def _train_adversarial(args: argparse.Namespace) -> None:
-    import torch
-
+    from reenact.model.io import load_checkpoint
     from reenact.train.adversarial import AdversarialOptions, AUCritic, train_adversarial
 
     options = AdversarialOptions(
@@ -426,7 +426,7 @@ def _train_adversarial(args: argparse.Namespace) -> None:
     critic = None
     if args.critic:
         critic = AUCritic()
-        critic.load_state_dict(torch.load(args.critic, map_location="cpu"))
+        critic.load_state_dict(load_checkpoint(args.critic))
     last = train_adversarial(args.dataset, args.output, args.init, options, critic=critic)
     if not args.quiet:
         print(f"{Path(args.output) / 'model.safetensors'}: {last}", file=sys.stderr)
@@ -439,7 +439,7 @@ def _batch(args: argparse.Namespace, tracking, progress: bool) -> None:
 
     defaults = {"au": args.au, "preset": args.preset, "start": args.start, "end": args.end, "ramp": args.ramp,
                 "codec": args.codec, "crf": args.crf, "encoder_preset": args.encoder_preset}
-    jobs = read_jobs(args.jobs, args.output, defaults, _generator(args), tracking)
+    jobs = read_jobs(args.jobs, args.output, defaults, _generator(args), tracking, args.allow_outside)
     report = run_batch(jobs, args.output, args.workers, args.ray, args.force, args.report, progress)
     if progress:
         console = Console(stderr=True)
@@ -570,7 +570,29 @@ def _eval_summary(report: dict, args: argparse.Namespace) -> str:
     return line
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that a terminated run cleans up the same way."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """SIGTERM behaves as Ctrl-C while this runs: outputs finished or absent, temporaries removed; exit status 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # called from a thread: leave signals be
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
@@ -584,10 +606,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             check_arguments(args)
             _run(args)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             kept = "finished outputs are kept; run again to resume" if args.command == "batch" else "no output written"
-            print(f"reenact: interrupted; {kept}", file=sys.stderr)
-            return 130
+            terminated = isinstance(exc, Terminated)
+            print(f"reenact: {'terminated' if terminated else 'interrupted'}; {kept}", file=sys.stderr)
+            return 143 if terminated else 130
         except (ReenactError, OSError, ValueError) as exc:
             if args.debug:
                 raise

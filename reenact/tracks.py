@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reenact.errors import OutputError
 from reenact.face.align import FaceAligner
 from reenact.face.aus import blendshapes_to_aus
 from reenact.face.tracker import FaceObservation, FaceTracker
@@ -212,7 +213,11 @@ def _track_segment(path: Path, start: int, stop: int | None, open_tracker: Calla
                     face.landmarks, face.blendshapes, face.pose, face.box)
                 first = face if not found else first  # the segment's first frame's face (None if it has none)
                 last = face
-            os.pwrite(out.fileno(), row.tobytes(), state.frame.index * RECORD.itemsize)
+            try:
+                os.pwrite(out.fileno(), row.tobytes(), state.frame.index * RECORD.itemsize)
+            except OSError as e:  # the scratch folder's disk is full (or the file size limit reached)
+                raise OutputError(f"{file.parent.parent}: cannot write the face track to this scratch folder "
+                                  f"({e.strerror or e}); free space there or point TMPDIR elsewhere") from e
             found.append(face is not None)
             times.append(state.frame.time)
             advance(face is not None)

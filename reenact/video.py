@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import warnings
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import av.container
 import av.stream
 import numpy as np
 
-from reenact.errors import InputError, OutputError
+from reenact.errors import InputError, OutputError, ReenactWarning
 from reenact.files import StrPath, atomic_output
 
 # Muxer errors and OS errors both mean "this file cannot be read/written".
@@ -121,6 +122,8 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.Vide
     if not container.streams.video:
         raise InputError(f"{path}: has no video stream (audio-only or not a video file)")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # FFmpeg has no decoder for it (or the codec id is damaged)
+        raise InputError(f"{path}: video codec not supported (no decoder for it), or the file is corrupt")
     if stream.codec_context.name in _TEXT_CODECS:
         raise InputError(f"{path}: not a video or image file")
     return stream
@@ -192,7 +195,8 @@ def probe(path: StrPath) -> VideoInfo:
             duration=duration,
             codec=stream.codec_context.name,
             has_audio=audio is not None,
-            audio_codec=audio.codec_context.name if audio is not None else None,
+            # An audio stream FFmpeg cannot decode has no codec context: its codec is unknown, not an error.
+            audio_codec=audio.codec_context.name if audio is not None and audio.codec_context is not None else None,
             is_image=is_image,
         )
 
@@ -374,6 +378,10 @@ class _AudioCopier:
         if not container.streams.audio:
             container.close()
             return None
+        if container.streams.audio[0].codec_context is None:  # no decoder: it can be neither copied nor re-encoded
+            container.close()
+            warnings.warn(f"{source}: its audio codec is not supported; the output has no audio", ReenactWarning)
+            return None
         try:
             return cls(output, container)
         except BaseException:
@@ -534,7 +542,7 @@ class VideoWriter:
             except _IO_ERRORS as e:
                 raise OutputError(f"{self.path}: writing failed ({e})") from e
         except BaseException as e:
-            self._stack.__exit__(type(e), e, e.__traceback__)
+            self._abandon(e)
             raise
         try:
             self._stack.close()  # closes the container (writes the trailer), then renames
@@ -550,7 +558,13 @@ class VideoWriter:
         if exc is None:
             self.close()
         else:
-            self._stack.__exit__(exc_type, exc, tb)
+            self._abandon(exc)
+
+    def _abandon(self, error: BaseException) -> None:
+        """Close and delete the unfinished output after ``error``. Closing can fail too (the trailer, on a full
+        disk); the temporary is deleted all the same, and ``error``, the first, stays the one reported."""
+        with suppress(*_IO_ERRORS):
+            self._stack.__exit__(type(error), error, error.__traceback__)
 
 
 # --------------------------------------------------------------------------- live streams

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -68,3 +69,52 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, re
     prepare_dataset(clips, out, crop_size=128, stride=2, labels_dir=shared_data / "train_aus",
                     manifest=shared_data / "train" / "MANIFEST.csv", progress=False)
     return out
+
+
+
+def _cut_clip(source: Path, target: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``source`` (video only), timestamps kept."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=video.average_rate)
+        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
+        for i, frame in enumerate(inp.decode(video)):
+            if i == frames:
+                break
+            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            copy.pts, copy.time_base = frame.pts, frame.time_base
+            for packet in stream.encode(copy):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return target
+
+
+@pytest.fixture(scope="session")
+def grid_clip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``grid_clip(name, frames, target)``: the first ``frames`` frames of a GRID clip (video only, timestamps kept)
+    copied to ``target``, each cut made once; a test may do what it likes with its copy."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("grid_clips")
+
+    def copy(name: str, frames: int, target: Path) -> Path:
+        cut = folder / f"{name}_{frames}.mp4"
+        if not cut.exists():
+            _cut_clip(shared_data / "train" / "grid_s1" / f"{name}.mp4", cut, frames)
+        shutil.copyfile(cut, target)
+        return target
+
+    return copy
+
+
+GRID_CLIPS = ("bbaf2n", "bbaf4p", "bbal6n", "bbal8p")  # four GRID speakers' clips (CC BY 4.0)
+
+
+@pytest.fixture(scope="module")
+def clips(grid_clip, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A folder of the four ``GRID_CLIPS`` as ``NAME.mp4``, each the test module's ``FRAMES`` frames long."""
+    folder = tmp_path_factory.mktemp("clips")
+    for name in GRID_CLIPS:
+        grid_clip(name, request.module.FRAMES, folder / f"{name}.mp4")
+    return folder

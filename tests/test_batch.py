@@ -26,33 +26,6 @@ FRAMES = 20  # frames per test clip: the generator edits about 8 a second here
 GRID = ("bbaf2n", "bbaf4p", "bbal6n", "bbal8p")
 
 
-def cut_clip(source: Path, target: Path, frames: int = FRAMES) -> Path:
-    """The first ``frames`` frames of ``source`` (video only), timestamps kept."""
-    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
-        video = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=video.average_rate)
-        stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
-        for i, frame in enumerate(inp.decode(video)):
-            if i == frames:
-                break
-            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            copy.pts, copy.time_base = frame.pts, frame.time_base
-            for packet in stream.encode(copy):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return target
-
-
-@pytest.fixture(scope="module")
-def clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of four short GRID clips (20 frames each)."""
-    folder = tmp_path_factory.mktemp("clips")
-    for name in GRID:
-        cut_clip(shared_data / "train" / "grid_s1" / f"{name}.mp4", folder / f"{name}.mp4")
-    return folder
-
-
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "reenact", "batch", *map(str, args)], capture_output=True, text=True,
                           timeout=600)

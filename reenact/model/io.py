@@ -43,6 +43,18 @@ def save_generator(model: Generator, path: str | os.PathLike[str], metadata: dic
     return weights
 
 
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> object:
+    """A ``torch.save`` file (training checkpoint, critic, snapshots) read without unpickling arbitrary objects: only
+    tensors, numbers, strings and containers of them load (``weights_only``); anything else is a ModelFileError."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: file not found") from None
+    except Exception as exc:  # pickle.UnpicklingError (a payload beyond plain data), a damaged zip, ...
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelFileError(f"{path}: not a plain checkpoint of tensors, refused ({type(exc).__name__}: {reason})") from None
+
+
 def load_generator(
     name_or_path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"
 ) -> Generator:

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from reenact.face.regions import MESH
 from reenact.files import atomic_output
-from reenact.model.io import load_generator, save_generator
+from reenact.model.io import load_checkpoint, load_generator, save_generator
 from reenact.model.networks import Generator, GeneratorConfig
 from reenact.train.dataset import PreparedClip, load_dataset
 from reenact.train.losses import gradient_l1, landmark_motion_loss, masked_l1
@@ -176,7 +176,7 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
     checkpoint = out / "checkpoint.pt"
     step = 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
