@@ -56,7 +56,14 @@ def four_jobs(clips: Path, path: Path) -> Path:
 def start(*args: str | Path, env: dict[str, str] | None = None, session: bool = False) -> subprocess.Popen[str]:
     """The CLI in the background (``session``: in a process group of its own, as a terminal's foreground job)."""
     return subprocess.Popen([sys.executable, "-m", "reenact", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env or environment(), start_new_session=session)
+                            stderr=subprocess.PIPE, text=True, env=env or environment(), start_new_session=session,
+                            preexec_fn=_interruptible)
+
+
+def _interruptible() -> None:
+    """The child takes SIGINT as a terminal's Ctrl-C even where the tests run as a background job, which a shell
+    starts with SIGINT ignored (and a child inherits that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def signalled(process: subprocess.Popen[str], ready: Callable[[], bool], signum: int, group: bool = False) -> str:
