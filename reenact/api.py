@@ -90,7 +90,7 @@ def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), m
     face_memory = FaceMemory() if memory is True else memory
     with scratch_folder() as folder, ExitStack() as stack:
         bar = stack.enter_context(FrameProgress("track", info.frame_count, progress))
-        track = FaceTrack.record(Path(input), lambda: FaceTracker(tracking.face_model, tracking.face), Path(folder),
+        track = FaceTrack.record(info, lambda: FaceTracker(tracking.face_model, tracking.face), Path(folder),
                                  tracking.crop_size, face_memory, bar.advance)
         stack.close()
         try:

@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--camera", metavar="N|NAME", help="camera index (0, 1, ...) or device name")
     group.add_argument("--input", metavar="URL|FILE", help="a stream (rtsp://, udp://, http://...), a pipe or a file")
     group.add_argument("--realtime", action="store_true", help="pace a file like a camera (dropping frames when behind)")
+    group.add_argument("--loop", action="store_true", help="read a file --input again from its start when it ends "
+                       "(ffmpeg's -stream_loop -1); stop with --max-seconds, q or Ctrl-C")
     group.add_argument("--camera-size", metavar="WxH", help="ask the camera for this size, e.g. 1280x720")
     group.add_argument("--camera-fps", type=float, help="ask the camera for this frame rate (default 30)")
     group = live.add_argument_group("what to do (one)")
@@ -456,7 +458,7 @@ def _live(args: argparse.Namespace, tracking, progress: bool) -> None:
     edits, preset, strength = au_edits(args)
     control = live.LiveControl(edits=edits, preset=preset, strength=strength)
     outputs = live.LiveOutputs(args.output, args.stream, args.virtual_cam, args.preview, encode_options(args))
-    source = live.LiveInput(args.camera, args.input, args.realtime, args.camera_size, args.camera_fps)
+    source = live.LiveInput(args.camera, args.input, args.realtime, args.camera_size, args.camera_fps, args.loop)
 
     def warn(message: str) -> None:
         if progress:

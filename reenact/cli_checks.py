@@ -110,6 +110,8 @@ def _live_options(args: argparse.Namespace) -> None:
     if args.realtime and args.input is None:
         raise OptionError("--realtime paces a file given with --input as a camera would; a --camera is real time "
                           "already")
+    if args.loop and args.input is None:
+        raise OptionError("--loop reads a file given with --input again from its start; a --camera does not end")
     if (args.camera_size or args.camera_fps) and args.camera is None:
         raise OptionError("--camera-size and --camera-fps ask a --camera for its size and rate; there is no --camera")
     if args.camera_size and not re.fullmatch(r"\d+x\d+", args.camera_size):

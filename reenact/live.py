@@ -63,6 +63,7 @@ class LiveInput:
     realtime: bool = False  # pace a file as a camera would deliver it (else a file is read as fast as it is used)
     camera_size: str | None = None  # e.g. '1280x720'
     camera_fps: float | None = None
+    loop: bool = False  # read a file again from its start when it ends (ffmpeg's -stream_loop -1)
 
     @property
     def label(self) -> str:
@@ -132,6 +133,9 @@ class LiveReport:
     faces_found: int = 0
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, max
+    # p95 latency and frames out in each minute of the run: a run that builds up latency shows it here
+    latency_p95_ms_by_minute: list[float] = field(default_factory=list)
+    frames_out_by_minute: list[int] = field(default_factory=list)
     ended: str = ""  # why the run stopped
     error: str | None = None  # set when the input failed or stalled (what came before it is kept)
     outputs: list[str] = field(default_factory=list)
@@ -199,6 +203,34 @@ class _Capture:
             yield frame.replace(index=self.captured - 1, pts=ms, time_base=LIVE_TIME_BASE), at
 
 
+class _LoopedFile:
+    """A file read again from its start each time it ends, its timestamps running on across the loops."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reader = VideoReader(path)
+        self.info = self.reader.info
+
+    def __iter__(self) -> Iterator[Frame]:
+        offset = 0.0  # seconds added to this loop's timestamps
+        step = 1.0 / float(self.info.fps or 25)
+        while True:
+            first = last = None
+            for frame in self.reader:
+                t = frame.time if math.isfinite(frame.time) else (frame.index * step)
+                first = t if first is None else first
+                last = t
+                yield frame.replace(pts=round((t + offset) / float(LIVE_TIME_BASE)), time_base=LIVE_TIME_BASE)
+            if first is None:
+                raise InputError(f"{self.path}: no frames to loop")
+            offset += last - first + step
+            self.reader.close()
+            self.reader = VideoReader(self.path)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
 class OpenedInput(NamedTuple):
     frames: Iterable[Frame]
     live: bool  # frames must be dropped when the pipeline is behind (a camera, a stream, a paced file)
@@ -222,7 +254,14 @@ def open_input(source: LiveInput, stall_timeout: float) -> OpenedInput:
     url = str(source.url)
     path = Path(url)
     check_live_input(url)
-    if "://" not in url and path.is_file():  # a regular file: paced like a camera, or read as fast as used
+    is_file = "://" not in url and path.is_file()
+    if source.loop and not is_file:
+        raise OptionError(f"--loop reads a file again from its start; {url} is not a file")
+    if source.loop:
+        looped = _LoopedFile(path)
+        fps = float(looped.info.fps or 25)
+        return OpenedInput(looped, source.realtime, source.realtime, fps, looped.close)
+    if is_file:  # a regular file: paced like a camera, or read as fast as used
         file_reader = VideoReader(path)
         fps = float(file_reader.info.fps or 25)
         return OpenedInput(file_reader, source.realtime, source.realtime, fps, file_reader.close)
@@ -467,6 +506,17 @@ def _latency_figures(latencies: list[float]) -> dict[str, float]:
             "max": round(float(ms.max()), 1)}
 
 
+def _by_minute(latencies: list[float], times: list[float]) -> tuple[list[float], list[int]]:
+    """p95 latency (ms) and frames out in each whole or started minute of the run, from each frame's output time."""
+    if not latencies:
+        return [], []
+    minute = (np.asarray(times) // 60).astype(int)
+    ms = np.asarray(latencies) * 1000.0
+    p95 = [round(float(np.percentile(ms[minute == m], 95)), 1) if (minute == m).any() else float("nan")
+           for m in range(minute.max() + 1)]
+    return p95, np.bincount(minute).tolist()
+
+
 def run_live(
     source: LiveInput,
     outputs: LiveOutputs,
@@ -500,6 +550,7 @@ def run_live(
         check_output_path(report_path, source.url, media=False)
     report = LiveReport(source.label)
     latencies: list[float] = []
+    out_times: list[float] = []  # when each frame came out, from the start: per-minute figures
 
     def dropped(stage: int) -> None:
         if report.dropped == 0 and warn is not None:
@@ -543,6 +594,7 @@ def run_live(
                                           control.describe())) if sinks.preview is not None else -1
                 now = time.monotonic()
                 latencies.append(now - (state.captured if state.captured is not None else now))
+                out_times.append(now - started)
                 report.output_frames += 1
                 report.faces_found += int(state.face is not None)
                 report.seconds = now - started
@@ -566,6 +618,7 @@ def run_live(
         report.captured = capture.captured
         report.unfinished = report.captured - report.output_frames - report.dropped
         report.latency_ms = _latency_figures(latencies)
+        report.latency_p95_ms_by_minute, report.frames_out_by_minute = _by_minute(latencies, out_times)
         if report.output_frames == 0:
             raise report_error(report) if report.error else NoFaceError(f"{source.label}: no frame came out")
         sinks.finish()

@@ -14,7 +14,6 @@ stays flat however long the video.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from reenact.face.aus import blendshapes_to_aus
 from reenact.face.tracker import FaceObservation, FaceTracker
 from reenact.memory import FaceMemory
 from reenact.pipeline import AlignStage, FrameState, TrackStage, stream
-from reenact.video import Frame, VideoReader, probe
+from reenact.video import Frame, VideoInfo, VideoReader
 
 RECORD = np.dtype([
     ("found", "?"), ("time", "f8"), ("landmarks", "f4", (478, 3)), ("blendshapes", "f4", (52,)), ("pose", "f4", (4, 4)),
@@ -66,18 +65,18 @@ class FaceTrack:
         os.pwrite(self._file.fileno(), row.tobytes(), index * RECORD.itemsize)
 
     @classmethod
-    def record(cls, path: Path, open_tracker: Callable[[], FaceTracker], folder: Path, crop_size: int = 256,
+    def record(cls, video: VideoInfo, open_tracker: Callable[[], FaceTracker], folder: Path, crop_size: int = 256,
                memory: FaceMemory | None = None, advance: Callable[[bool], None] | None = None,
                bridge_s: float = BRIDGE_S, segments: int | None = None) -> FaceTrack:
-        """Track the video at ``path``, write the track under ``folder``, let ``memory`` observe each aligned crop
-        (then freeze it), and bridge gaps up to ``bridge_s``.
+        """Track ``video`` (its probe, made by the caller), write the track under ``folder``, let ``memory`` observe
+        each aligned crop (then freeze it), and bridge gaps up to ``bridge_s``.
 
         MediaPipe keeps one core busy per tracker, so the clip is cut into up to ``segments`` consecutive parts
         (default: one per core, at most ``MAX_SEGMENTS``, none shorter than ``SEGMENT_FRAMES``), each tracked by its
         own tracker (``open_tracker``) side by side. A part whose first face is not where the part before left it
         (another person was chosen afresh) is tracked again following that face, so the track is one person's."""
-        info = probe(path)
-        starts = segment_starts(info.frame_count, segments or min(os.cpu_count() or 1, MAX_SEGMENTS))
+        path = video.path
+        starts = segment_starts(video.frame_count, segments or min(os.cpu_count() or 1, MAX_SEGMENTS))
         file = folder / "track.bin"
         file.touch()
         lock = threading.Lock()
@@ -181,10 +180,10 @@ class _Segment:
 
     def starts_elsewhere(self, before: _Segment) -> bool:
         """Whether this segment's first face is not the one the segment before ended on: a fresh tracker chose
-        another person (the trackers follow a face only within a face's size of where it was)."""
+        another person (by the trackers' own rule for following a face)."""
         if self.first is None or before.last is None or not self.found[0] or not before.found[-1]:
             return False
-        return math.dist(self.first.centre, before.last.centre) >= math.sqrt(before.last.area)
+        return not before.last.reaches(self.first.centre)
 
 
 def _track_segment(path: Path, start: int, stop: int | None, open_tracker: Callable[[], FaceTracker], file: Path,

@@ -287,6 +287,24 @@ def test_the_running_rest_is_the_low_end_of_recent_frames() -> None:
     assert 0.0 <= float(value.mean()) < 0.3
 
 
+def test_latency_by_minute_shows_a_build_up() -> None:
+    from reenact.live import _by_minute
+
+    times = [i / 25 for i in range(25 * 150)]  # two and a half minutes at 25 fps
+    latencies = [0.05 + (0.1 if t >= 120 else 0.0) for t in times]  # the third minute is 100 ms slower
+    p95, frames = _by_minute(latencies, times)
+    assert frames == [1500, 1500, 750]
+    assert p95 == [50.0, 50.0, 150.0]
+    assert _by_minute([], []) == ([], [])
+
+
+def test_loop_needs_a_file_input(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "reenact", "live", "--camera", "0", "--loop", "--preset", "happy",
+                           "--output", str(tmp_path / "o.mp4")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("reenact: error: --loop reads a file") and done.stderr.count("\n") == 1
+
+
 def test_the_hud_draws_on_a_copy(astronaut: np.ndarray) -> None:
     from reenact.overlay import draw_hud
 

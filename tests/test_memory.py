@@ -14,7 +14,7 @@ import pytest
 from reenact.face.tracker import FaceTracker
 from reenact.memory import FaceMemory, MemoryCompositor, opening
 from reenact.model.networks import MOUTH
-from reenact.video import VideoReader
+from reenact.video import VideoReader, probe
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 PROBES = Path(__file__).parents[1] / "probes"
@@ -184,7 +184,7 @@ def test_a_first_pass_tracked_in_segments_is_one_persons_track(shared_data: Path
         memory = FaceMemory()
         folder = tmp_path / f"track{segments}"
         folder.mkdir()
-        track = FaceTrack.record(clip, FaceTracker, folder, 128, memory, segments=segments)
+        track = FaceTrack.record(probe(clip), FaceTracker, folder, 128, memory, segments=segments)
         try:
             runs[segments] = (track.found.copy(), np.array([track.face(i).centre for i in range(len(track))]),
                               {name: sorted(bands) for name, bands in memory.entries.items()})

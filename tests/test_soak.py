@@ -24,3 +24,23 @@ def test_a_long_edit_keeps_every_frame_its_sync_and_flat_memory(tmp_path: Path) 
     assert abs(report["sync_ms_last"]) <= 1000 / FPS  # within a frame at the end
     second_half = report["rss_mb_by_tenth"][5:]
     assert max(second_half) - second_half[0] <= 50  # MB: no growth while the edit streams
+
+
+def test_live_on_a_looped_clip_runs_past_its_end_with_rising_timestamps(tmp_path: Path) -> None:
+    import av
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from soak import FPS, soak_live
+    from synthetic_clip import write_synthetic_clip
+
+    clip = write_synthetic_clip(tmp_path / "clip.mp4", 2.0, (320, 240), FPS, marks_every=5.0)
+    report = soak_live(clip, tmp_path / "live.mp4", minutes=0.15)  # 9 s: the 2 s clip loops four times
+    assert report["captured"] > 3 * 2 * FPS
+    assert report["frames_out"] + report["dropped"] == report["captured"]
+    assert sum(report["frames_out_by_minute"]) == report["frames_out"]
+    assert len(report["p95_by_minute_ms"]) == 1
+    with av.open(str(tmp_path / "live.mp4")) as container:
+        times = [f.time for f in container.decode(video=0)]
+    assert len(times) == report["frames_out"]
+    assert all(b > a for a, b in zip(times, times[1:]))  # the loop's joins do not go back in time
+    assert times[-1] > 6.0

@@ -69,6 +69,11 @@ class FaceObservation:
         x0, y0, x1, y1 = self.box
         return (x0 + x1) / 2, (y0 + y1) / 2
 
+    def reaches(self, centre: tuple[float, float]) -> bool:
+        """Whether a face centred at ``centre`` is this one moved on (or seen again): within this face's size of it.
+        The one rule for following a face: from frame to frame, across the first pass's segments, across tiles."""
+        return math.dist(self.centre, centre) < math.sqrt(self.area)
+
     def head_pose_degrees(self) -> tuple[float, float, float]:
         """Pitch, yaw and roll of the head in degrees (R = Rx(pitch) Ry(yaw) Rz(roll), as OpenFace reports)."""
         r = self.pose[:3, :3] / np.linalg.norm(self.pose[:3, 0])
@@ -142,9 +147,7 @@ class FaceTracker:
         self._detector = None
         self._video_mode = video_mode
         self._last_ms = -1
-        self._last_centre: tuple[float, float] | None = None
-        self._last_size = 0.0
-        self._last_box: tuple[float, float, float, float] | None = None
+        self._last: FaceObservation | None = None  # the face chosen in the frame before, to follow
         self._tiles: list[Box] = []
         self._tiles_for: tuple[int, int] | None = None
         self._next_tile = 0
@@ -168,19 +171,14 @@ class FaceTracker:
         ]
         if not faces and self.min_face is not None:
             faces = self._look_closer(image)
-        chosen = self._choose(faces)
-        if chosen is None:
-            self._last_centre = self._last_box = None
-        else:
-            self._last_centre, self._last_size = chosen.centre, math.sqrt(chosen.area)
-            self._last_box = chosen.box
-        return chosen
+        self._last = self._choose(faces)
+        return self._last
 
     def _look_closer(self, image: np.ndarray) -> list[FaceObservation]:
         """The faces MediaPipe's whole-frame pass missed: around the face last had, else from the tiles' search."""
         h, w = image.shape[:2]
-        if self._last_box is not None:
-            region = around(self._last_box, w, h)
+        if self._last is not None:
+            region = around(self._last.box, w, h)
             faces = [] if region == (0, 0, w, h) else self._look_in(image, region)  # (the whole frame was looked at)
             if faces:
                 return faces
@@ -206,7 +204,7 @@ class FaceTracker:
         faces: list[FaceObservation] = []
         for _, box in found:
             centre, size = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), box[2] - box[0]
-            if any(math.dist(centre, face.centre) < math.sqrt(face.area) for face in faces):
+            if any(face.reaches(centre) for face in faces):
                 continue
             near = min(self._look_in(image, around(box, w, h)), key=lambda f: math.dist(f.centre, centre), default=None)
             if near is not None and math.dist(near.centre, centre) < 0.5 * size:
@@ -242,11 +240,10 @@ class FaceTracker:
     def _choose(self, faces: list[FaceObservation]) -> FaceObservation | None:
         if not faces:
             return None
-        if self._last_centre is not None:
-            # Follow the face we had: the nearest one, if it is within a face size of where it was.
-            cx, cy = self._last_centre
-            nearest = min(faces, key=lambda f: math.dist(f.centre, (cx, cy)))
-            if math.dist(nearest.centre, (cx, cy)) < self._last_size:
+        if self._last is not None:
+            # Follow the face we had: the nearest one, if it is that face moved on.
+            nearest = min(faces, key=lambda f: math.dist(f.centre, self._last.centre))
+            if self._last.reaches(nearest.centre):
                 return nearest
         if self.face == "largest":
             return max(faces, key=lambda f: f.area)
@@ -255,8 +252,7 @@ class FaceTracker:
 
     def follow(self, face: FaceObservation) -> None:
         """Go on following ``face`` (seen just before this tracker's first frame) instead of choosing afresh."""
-        self._last_centre, self._last_size = face.centre, math.sqrt(face.area)
-        self._last_box = face.box  # a small face is looked for around it, as within one tracker
+        self._last = face  # a small face is looked for around it, as within one tracker
 
     def close(self) -> None:
         if self._detector is not None:

@@ -93,7 +93,7 @@ class StudioClip:
                 progress(done[0], total)
 
         self.memory = FaceMemory()
-        self.track = FaceTrack.record(self.path, lambda: FaceTracker(self.tracking.face_model, self.tracking.face),
+        self.track = FaceTrack.record(self.info, lambda: FaceTracker(self.tracking.face_model, self.tracking.face),
                                       self.folder, self.tracking.crop_size, self.memory, advance)
         if not self.track.found.any():
             looked = f"looked for faces down to {smallest_face(self.info.width, self.info.height)} px wide"
