@@ -675,6 +675,9 @@ def _run_job_here(job: BatchJob) -> JobResult:
     return JobResult(job, "failed", seconds=round(time.perf_counter() - started, 2), error=" ".join(error.split()))
 
 
+WORKER_DIED = "the worker process running it died (killed, out of memory, or a crash in native code)"
+
+
 def _run_in_processes(jobs: list[BatchJob], workers: int) -> Iterator[JobResult]:
     """Jobs in a pool of ``workers`` processes. A worker that dies (killed, out of memory, a crash in native code)
     breaks the pool: the jobs it had not started go to a fresh pool, and those that were running are retried one at
@@ -712,8 +715,7 @@ def _run_in_processes(jobs: list[BatchJob], workers: int) -> Iterator[JobResult]
         _remove_temporaries([job.output for job in unfinished.values() if job.output is not None])
         for index, job in unfinished.items():
             if alone:
-                yield JobResult(job, "failed", error="the worker process running it died (killed, out of memory, "
-                                                     "or a crash in native code)")
+                yield JobResult(job, "failed", error=WORKER_DIED)
             elif index in running:
                 suspects.append(job)
             else:
@@ -801,13 +803,17 @@ def _stop_signal(signum: int, frame: object) -> None:
 
 
 def _run_on_ray(jobs: list[BatchJob], address: str, workers: int | None) -> Iterator[JobResult]:
-    """Jobs as Ray tasks of one CPU each, at most ``workers`` at a time when given."""
+    """Jobs as Ray tasks of one CPU each, at most ``workers`` at a time when given. A task whose worker dies is
+    retried once by Ray (as the process pool retries it); what the dead worker was writing is removed."""
     try:
         import ray
     except ImportError:
         raise ReenactError("--ray needs Ray: pip install 'reenact[ray]'") from None
     if not jobs:
         return
+    import shutil
+    import tempfile
+
     env = {k: v for k, v in os.environ.items() if k.startswith("REENACT_")}
     started = not ray.is_initialized()
     # Workers' own logs stay in Ray's log folder: each job's outcome comes back as its result.
@@ -820,20 +826,38 @@ def _run_on_ray(jobs: list[BatchJob], address: str, workers: int | None) -> Iter
                 ray.init(address=address, **quiet)
         except Exception as e:
             raise ReenactError(f"cannot start Ray ({address}): {' '.join(str(e).split())[:300]}") from e
+    # The workers' scratch folders go in one of the batch's own, removed with it: a killed worker cannot clean up.
+    scratch = tempfile.mkdtemp(prefix="reenact-batch-")
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(_run_job)
+        task = ray.remote(num_cpus=1, max_retries=1)(_run_job_in)
         waiting = list(reversed(jobs))
         running: dict[Any, BatchJob] = {}
         while waiting or running:
             while waiting and len(running) < (workers or len(jobs)):
                 job = waiting.pop()
-                running[task.remote(job)] = job
+                running[task.remote(job, scratch)] = job
             (ref,), _ = ray.wait(list(running), num_returns=1)
             job = running.pop(ref)
             try:
-                yield ray.get(ref)
-            except Exception as e:  # the task's worker died, or Ray lost it
-                yield JobResult(job, "failed", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+                result = ray.get(ref)
+            except ray.exceptions.WorkerCrashedError:
+                result = JobResult(job, "failed", error=WORKER_DIED)
+            except Exception as e:  # Ray lost the task
+                result = JobResult(job, "failed", error=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+            if job.output is not None:  # a try whose worker died left its half-written output
+                _remove_temporaries([job.output])
+            yield result
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if started:
             ray.shutdown()
+
+
+def _run_job_in(job: BatchJob, scratch: str) -> JobResult:
+    """A Ray task: the job, with its scratch files in the batch's ``scratch`` folder where this node has it (a
+    worker on another machine of a cluster uses its own temporary folder)."""
+    import tempfile
+
+    if os.path.isdir(scratch):
+        tempfile.tempdir = scratch
+    return _run_job(job)

@@ -6,6 +6,7 @@ and at most one ``reenact: error:`` line."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -441,3 +442,50 @@ def test_a_training_checkpoint_with_a_pickle_payload_is_refused(tiny_dataset: Pa
     result = reenact("train", tiny_dataset, "-o", run, "--steps", "1")
     one_error_line(result, "not a plain checkpoint of tensors, refused")
     assert not marker.exists()
+
+
+def _all_writing(name: str) -> list[int]:
+    """The processes (any parent: Ray's workers are its raylet's children) that have output ``name``'s temporary
+    open."""
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _writing(int(entry.name), name)]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("kills", [1, 2])
+def test_a_ray_worker_killed_mid_job_is_retried_once(clips: Path, tmp_path: Path, scratch: Path, kills: int) -> None:
+    if importlib.util.find_spec("ray") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ray (the test extra) is required under CI")
+        pytest.skip("ray is not installed")
+    four_jobs(clips, tmp_path / "jobs.csv")
+    out = tmp_path / "out"
+    doomed = f"{GRID[1]}.mp4"
+    # Ray keeps its own files (and sockets, whose paths have a length limit) outside the test's scratch folder.
+    env = environment(scratch, RAY_TMPDIR="/tmp")
+    process = start("batch", tmp_path / "jobs.csv", "-o", out, "--ray", "local", "--workers", "2", "--quiet", env=env)
+    killed: set[int] = set()
+    try:
+        deadline = time.monotonic() + 600
+        while process.poll() is None and time.monotonic() < deadline:
+            if len(killed) < kills:
+                for pid in _all_writing(doomed):
+                    if pid not in killed:
+                        os.kill(pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+                        killed.add(pid)
+            time.sleep(0.02)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert len(killed) == kills
+    jobs = report_of(out)["jobs"]
+    if kills == 1:  # retried, and done the second time
+        assert process.returncode == 0, stderr
+        assert [j["status"] for j in jobs] == ["ok"] * 4, jobs
+    else:  # killed again on its one retry: it fails alone, said as the process pool says it
+        one_error_line(subprocess.CompletedProcess([], process.returncode, "", stderr), "1 of 4 jobs failed")
+        assert [j["status"] for j in jobs] == ["ok", "failed", "ok", "ok"], jobs
+        assert "the worker process running it died" in jobs[1]["error"]
+        assert not (out / doomed).exists()
+    assert [frame_count(out / f"{n}.mp4") for n in GRID if (out / f"{n}.mp4").exists()] == [FRAMES] * (5 - kills)
+    assert not temporaries(out, scratch)
