@@ -399,18 +399,16 @@ def _writing(pid: int, name: str) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
-def test_a_job_that_kills_its_worker_every_time_fails_alone(clips: Path, tmp_path: Path, scratch: Path) -> None:
-    four_jobs(clips, tmp_path / "jobs.csv")
-    out = tmp_path / "out"
-    doomed = f"{GRID[1]}.mp4"  # whichever worker writes this output is killed, each time (a clip that runs out of memory)
-    process = start("batch", tmp_path / "jobs.csv", "-o", out, "--workers", "2", "--quiet", env=environment(scratch))
+def kill_writers(process: subprocess.Popen[str], name: str, candidates: Callable[[], list[int]],
+                 most: int | None = None) -> tuple[set[int], str]:
+    """Until ``process`` ends, SIGKILL (as the kernel's out-of-memory killer would) whichever of ``candidates()``
+    has output ``name``'s temporary open, ``most`` times at most; the pids killed and the process's stderr."""
     killed: set[int] = set()
     try:
         deadline = time.monotonic() + 600
         while process.poll() is None and time.monotonic() < deadline:
-            for pid in _workers(process.pid):
-                if pid not in killed and _writing(pid, doomed):
+            for pid in candidates():
+                if (most is None or len(killed) < most) and pid not in killed and _writing(pid, name):
                     os.kill(pid, signal.SIGKILL)
                     killed.add(pid)
             time.sleep(0.02)
@@ -418,6 +416,16 @@ def test_a_job_that_kills_its_worker_every_time_fails_alone(clips: Path, tmp_pat
     finally:
         process.kill()
         process.wait()
+    return killed, stderr
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+def test_a_job_that_kills_its_worker_every_time_fails_alone(clips: Path, tmp_path: Path, scratch: Path) -> None:
+    four_jobs(clips, tmp_path / "jobs.csv")
+    out = tmp_path / "out"
+    doomed = f"{GRID[1]}.mp4"  # whichever worker writes this output is killed, each time (a clip that runs out of memory)
+    process = start("batch", tmp_path / "jobs.csv", "-o", out, "--workers", "2", "--quiet", env=environment(scratch))
+    killed, stderr = kill_writers(process, doomed, lambda: _workers(process.pid))
     assert len(killed) == 2  # in the first pool, and again when retried alone
     one_error_line(subprocess.CompletedProcess([], process.returncode, "", stderr), "1 of 4 jobs failed")
     jobs = report_of(out)["jobs"]
@@ -444,12 +452,6 @@ def test_a_training_checkpoint_with_a_pickle_payload_is_refused(tiny_dataset: Pa
     assert not marker.exists()
 
 
-def _all_writing(name: str) -> list[int]:
-    """The processes (any parent: Ray's workers are its raylet's children) that have output ``name``'s temporary
-    open."""
-    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _writing(int(entry.name), name)]
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
 @pytest.mark.parametrize("kills", [1, 2])
 def test_a_ray_worker_killed_mid_job_is_retried_once(clips: Path, tmp_path: Path, scratch: Path, kills: int) -> None:
@@ -463,20 +465,8 @@ def test_a_ray_worker_killed_mid_job_is_retried_once(clips: Path, tmp_path: Path
     # Ray keeps its own files (and sockets, whose paths have a length limit) outside the test's scratch folder.
     env = environment(scratch, RAY_TMPDIR="/tmp")
     process = start("batch", tmp_path / "jobs.csv", "-o", out, "--ray", "local", "--workers", "2", "--quiet", env=env)
-    killed: set[int] = set()
-    try:
-        deadline = time.monotonic() + 600
-        while process.poll() is None and time.monotonic() < deadline:
-            if len(killed) < kills:
-                for pid in _all_writing(doomed):
-                    if pid not in killed:
-                        os.kill(pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
-                        killed.add(pid)
-            time.sleep(0.02)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-        process.wait()
+    all_processes = lambda: [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]  # noqa: E731
+    killed, stderr = kill_writers(process, doomed, all_processes, kills)  # Ray's workers are its raylet's children
     assert len(killed) == kills
     jobs = report_of(out)["jobs"]
     if kills == 1:  # retried, and done the second time
