@@ -8,7 +8,8 @@ out, and, for the first and last marks, how far the beep is from its frame in th
 
 With ``--live``, `reenact live --realtime --loop` runs instead on a one-minute clip looped for the whole run, paced
 like a camera: reported are the p95 latency of each minute (the last against the first shows any build-up), the
-frames out and dropped, and the resident memory as above.
+frames out and dropped, and the resident memory as above. A fresh one-minute run follows: the long run's last
+minute against its first, both under whatever else the machine is doing then, tells build-up from other load.
 Usage: python benchmarks/soak.py [--minutes 60] [--size 640x480] [--preset happy] [--keep DIR] [--live]
 """
 
@@ -110,17 +111,25 @@ def soak_edit(clip: Path, out: Path, preset: str = "happy") -> dict:
     }
 
 
-def soak_live(clip: Path, out: Path, minutes: float, preset: str = "happy") -> dict:
-    """`reenact live --realtime --loop` on CLIP for MINUTES: latency by minute, frames, memory."""
+def _live_run(clip: Path, out: Path, seconds: float, preset: str) -> tuple[dict, list[tuple[float, float]], float]:
+    """`reenact live --realtime --loop` on CLIP for SECONDS in a child process: its report, memory samples, length."""
     report_path = out.with_suffix(".json")
-    samples, seconds, _ = _watch(["live", "--input", str(clip), "--loop", "--realtime", "--preset", preset,
-                               "--output", str(out), "--max-seconds", f"{minutes * 60:g}", "--report",
-                               str(report_path), "--quiet"])
-    report = json.loads(report_path.read_text())
+    samples, length, _ = _watch(["live", "--input", str(clip), "--loop", "--realtime", "--preset", preset,
+                                 "--output", str(out), "--max-seconds", f"{seconds:g}", "--report", str(report_path),
+                                 "--quiet"])
+    return json.loads(report_path.read_text()), samples, length
+
+
+def soak_live(clip: Path, out: Path, minutes: float, preset: str = "happy", fresh: bool = True) -> dict:
+    """`reenact live --realtime --loop` on CLIP for MINUTES: latency by minute, frames, memory.
+
+    ``fresh``: then a fresh one-minute run on the same machine, right after: the long run's last minute against a
+    fresh run's first under the same conditions shows a build-up apart from other load on the machine."""
+    report, samples, seconds = _live_run(clip, out, minutes * 60, preset)
     by_minute = report["latency_p95_ms_by_minute"]
-    whole = [p for p, n in zip(by_minute, report["frames_out_by_minute"]) if n >= 0.9 * 60 * FPS]  # whole minutes
+    whole = by_minute[: int(report["seconds"] // 60)]  # the run's whole minutes (the last, started one is short)
     at_warm, peak = _growth(samples, 0.0)
-    return {
+    result = {
         "seconds": round(seconds, 1), "captured": report["captured"], "frames_out": report["output_frames"],
         "dropped": report["dropped"], "fps": report["fps"], "latency_ms": report["latency_ms"],
         "p95_first_minute_ms": whole[0] if whole else None, "p95_last_minute_ms": whole[-1] if whole else None,
@@ -128,6 +137,11 @@ def soak_live(clip: Path, out: Path, minutes: float, preset: str = "happy") -> d
         "p95_by_minute_ms": by_minute, "frames_out_by_minute": report["frames_out_by_minute"],
         "rss_mb_after_warm_up": round(at_warm, 1), "rss_growth_mb": round(peak - at_warm, 1),
     }
+    if fresh and whole:
+        again, _, _ = _live_run(clip, out.with_name(f"fresh_{out.name}"), 61.0, preset)
+        first = again["latency_p95_ms_by_minute"][0]
+        result |= {"fresh_run_p95_first_minute_ms": first, "p95_last_over_fresh_first": round(whole[-1] / first, 3)}
+    return result
 
 
 def main() -> None:
