@@ -257,12 +257,8 @@ def open_input(source: LiveInput, stall_timeout: float) -> OpenedInput:
     is_file = "://" not in url and path.is_file()
     if source.loop and not is_file:
         raise OptionError(f"--loop reads a file again from its start; {url} is not a file")
-    if source.loop:
-        looped = _LoopedFile(path)
-        fps = float(looped.info.fps or 25)
-        return OpenedInput(looped, source.realtime, source.realtime, fps, looped.close)
     if is_file:  # a regular file: paced like a camera, or read as fast as used
-        file_reader = VideoReader(path)
+        file_reader = _LoopedFile(path) if source.loop else VideoReader(path)
         fps = float(file_reader.info.fps or 25)
         return OpenedInput(file_reader, source.realtime, source.realtime, fps, file_reader.close)
     reader = StreamReader(url, timeout=timeout)  # a network stream, a pipe or a device: live

@@ -51,6 +51,14 @@ def require_face_model(face_model: Path | None) -> Path:
 
 
 @pytest.fixture(scope="session")
+def require_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        _missing("ray (the test extra)")
+
+
+@pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """scikit-image's astronaut (public domain): a smiling face, 512x512 RGB."""
     import skimage.data

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -260,12 +258,8 @@ def test_two_workers_give_the_same_outputs_as_one(clips: Path, tmp_path: Path) -
         assert max(np.abs(fa.image.astype(int) - fb.image.astype(int)).mean() for fa, fb in pairs) < 0.5
 
 
-@pytest.mark.usefixtures("require_face_model")
+@pytest.mark.usefixtures("require_face_model", "require_ray")
 def test_ray_runs_the_jobs_and_a_failure_fails_alone(clips: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ray (the test extra) is required under CI")
-        pytest.skip("ray is not installed")
     import ray
 
     (tmp_path / "garbage.mp4").write_bytes(np.random.default_rng(0).bytes(4000))  # as in test_a_bad_job_fails_alone

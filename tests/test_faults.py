@@ -6,7 +6,6 @@ and at most one ``reenact: error:`` line."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -453,12 +452,9 @@ def test_a_training_checkpoint_with_a_pickle_payload_is_refused(tiny_dataset: Pa
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the workers through /proc")
+@pytest.mark.usefixtures("require_ray")
 @pytest.mark.parametrize("kills", [1, 2])
 def test_a_ray_worker_killed_mid_job_is_retried_once(clips: Path, tmp_path: Path, scratch: Path, kills: int) -> None:
-    if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ray (the test extra) is required under CI")
-        pytest.skip("ray is not installed")
     four_jobs(clips, tmp_path / "jobs.csv")
     out = tmp_path / "out"
     doomed = f"{GRID[1]}.mp4"
