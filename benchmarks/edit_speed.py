@@ -6,7 +6,7 @@ the splat of its per-landmark moves into a dense flow, the lid and lip remap, th
 (mouth interior and closed lids), the two masks, the paste-back and its colour match (the model is $REENACT_MODEL,
 else models/default). End to end: the threaded pipeline as `reenact edit CLIP --preset happy --no-memory` runs it
 (the single pass; benchmarks/face_memory.py measures the face memory's first pass against it) (fps, best of
---repeat), and a plain transcode (libx264, crf 18, preset medium: reenact's defaults) of the same clip.
+--repeat), and a plain transcode (libx264 at reenact's default crf and preset, 16 and veryfast) of the same clip.
 Usage: python benchmarks/edit_speed.py [CLIP] [--repeat 2] [--frames 100] [--preset happy]
 (default CLIP: a 20 s 640x480 synthetic clip)
 """

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from reenact.checks import check_au, check_edit, check_transfer, shorter_driver, transfer_aus, transfer_motion
-from reenact.devices import pick_device
+from reenact.devices import pick_device, texture_dtype
 from reenact.encoding import EncodeOptions
 from reenact.errors import InputError, NoFaceError, ReenactWarning
 from reenact.expression import ExpressionTarget
@@ -247,6 +247,7 @@ class GeneratorOptions:
     edit_gain: bool = True  # False: edits move only as far as a read AU change of their size (the model's edit_gain unused)
     texture_strength: float | None = None  # a factor on the texture step's mask in place of the model's own
     memory: bool = True  # put the person's own mouths and eyes where an edit would paint (reenact.memory)
+    precision: str = "auto"  # 'auto': the texture step in bfloat16 where the hardware has it natively; 'float32'
 
     def editor(self, target: Callable[[np.ndarray, float], np.ndarray],
                head_turn: Callable[[float], np.ndarray] | None = None, asked: bool = True,
@@ -264,6 +265,7 @@ class GeneratorOptions:
         device = pick_device(self.device)
         model = self.load(device) if model is None else model
         moves = None if landmark_moves is None else landmark_moves(model)
+        model.texture_dtype = texture_dtype(device, self.precision)
         return GeneratorEditor(model, target, self.smooth, device, head_turn=head_turn,
                                asked=asked and self.edit_gain, landmark_moves=moves,
                                memory=memory if self.memory else None, fade=fade)

@@ -145,15 +145,18 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--crop-size", type=_checked(_crop_size), default=256, help="aligned face crop side in pixels, 64-1024 (default 256)")
 
 
-def _add_encoding(parser: argparse.ArgumentParser, default_preset: str = "medium") -> None:
+def _add_encoding(parser: argparse.ArgumentParser) -> None:
+    from reenact.encoding import DEFAULT_CRF, DEFAULT_PRESET
+
     # --preset is an expression preset wherever it exists; the encoder's is --encoder-preset in every command.
     group = parser.add_argument_group("encoding (as in ffmpeg)")
     group.add_argument("--codec", default="libx264", help="video encoder (default libx264; `ffmpeg -encoders` lists them)")
-    group.add_argument("--crf", type=int, default=18,
-                       help="constant rate factor, lower is better quality: 0-51 for libx264/libx265 (default 18)")
-    group.add_argument("--encoder-preset", default=default_preset, metavar="PRESET",
+    group.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                       help=f"constant rate factor, lower is better quality: 0-51 for libx264/libx265 (default "
+                            f"{DEFAULT_CRF})")
+    group.add_argument("--encoder-preset", default=DEFAULT_PRESET, metavar="PRESET",
                        help=f"encoder speed preset: ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, "
-                            f"veryslow (libx264/libx265; default {default_preset})")
+                            f"veryslow (libx264/libx265; default {DEFAULT_PRESET})")
 
 
 class _NoExpressionPreset(argparse.Action):
@@ -200,6 +203,9 @@ def _add_generator(parser: argparse.ArgumentParser,
                         help="factor on the texture step's mask, 0 to 2 (default: the model's own; 0: warp and paint only)")
     parser.add_argument("--device", type=_checked(_device), default="auto",
                         help="auto (GPU when present), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=("auto", "float32"), default="auto",
+                        help="auto: the texture step in bfloat16 where the hardware computes it natively (a GPU; a "
+                             "CPU with AVX-512 BF16 or AMX), else float32; float32: float32 throughout")
 
 
 def _texture_strength(text: str) -> float:
@@ -216,7 +222,7 @@ def _generator(args: argparse.Namespace):
     from reenact.api import GeneratorOptions
 
     return GeneratorOptions(args.model, not args.no_smooth, args.device, not getattr(args, "no_edit_gain", False),
-                            args.texture_strength, not args.no_memory)
+                            args.texture_strength, not args.no_memory, args.precision)
 
 
 def _aus_help() -> str:
@@ -313,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stall-timeout", type=float, default=5.0, help="give up when the input sends nothing this long (default 5 s)")
     _add_generator(live)
     _add_tracking(live)
-    _add_encoding(live, default_preset="veryfast")
+    _add_encoding(live)
 
     batch = command("batch", "Run many edit and transfer jobs: a job file (CSV, YAML, JSON) or a folder with one edit.")
     batch.add_argument("jobs", help="job file (.csv, .yaml, .yml, .json) or a folder of videos and images")

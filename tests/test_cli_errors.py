@@ -136,3 +136,9 @@ def test_a_texture_strength_outside_0_to_2_exits_with_usage(tmp_path: Path, valu
     result = run_cli("edit", tmp_path / "x.png", "-o", tmp_path / "y.png", "--au", "AU12=+1", "--texture-strength", value)
     assert result.returncode == 2 and "--texture-strength" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "y.png").exists()
+
+
+def test_an_unknown_precision_exits_with_usage(tmp_path: Path) -> None:
+    result = run_cli("edit", tmp_path / "x.png", "-o", tmp_path / "y.png", "--au", "AU12=+1", "--precision", "half")
+    assert result.returncode == 2 and "--precision" in result.stderr and "float32" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "y.png").exists()

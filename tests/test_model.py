@@ -550,3 +550,30 @@ def test_the_texture_step_paints_only_where_the_edited_aus_act(astronaut: np.nda
     assert gate_at("AU06", chin) < 0.05 and gate_at("AU06", forehead) < 0.05
     assert gate_at("AU26", chin) > 0.5
     assert texture_gate(landmarks, source, source, 64).abs().max() == 0  # no change, no texture
+
+
+@pytest.mark.usefixtures("require_face_model")
+def test_the_texture_step_in_bfloat16_gives_the_float32_edit_within_one_level(astronaut: np.ndarray) -> None:
+    """``--precision auto`` runs the texture step in bfloat16 where the hardware has it: on a real face, every preset's
+    edit is the float32 one to within one 8-bit level (torch emulates bfloat16 where the CPU lacks it: same numbers)."""
+    from reenact.devices import texture_dtype
+    from reenact.face.align import crop_face
+    from reenact.face.tracker import FaceTracker
+
+    assert texture_dtype("cpu", "float32") is None
+    assert texture_dtype("cpu", "auto") in (None, torch.bfloat16)
+    with FaceTracker(video_mode=False) as tracker:
+        face = tracker(astronaut, 0.0)
+    alignment = estimate_alignment(face.xy, 256)
+    crop = crop_face(astronaut, alignment)
+    model = load_generator("default")
+    for preset in ("happy", "surprised", "angry", "sad"):
+        edits = []
+        for dtype in (None, torch.bfloat16):
+            model.texture_dtype = dtype
+            target = ExpressionTarget((), preset)
+            editor = GeneratorEditor(model, lambda aus, t, target=target: target(aus, t), smooth=False)
+            edits.append(editor(crop, face, alignment, 0.0).image.astype(int))
+        exact, fast = edits
+        assert np.abs(exact - crop).max() > 20, preset  # a real edit, not an empty one
+        assert np.abs(exact - fast).max() <= 1, preset

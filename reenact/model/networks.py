@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -429,6 +430,9 @@ class Generator(nn.Module):
         self.config = config
         self.motion = MotionNet(config)
         self.texture = TextureNet(config)
+        # The dtype the texture step runs in at inference (``reenact.devices.texture_dtype``); None: float32. Only the
+        # texture step: the motion's splats and fits need float32 (exponentials of small distances, summed).
+        self.texture_dtype: torch.dtype | None = None
 
     def reconfigure(self, **changes) -> None:
         """Change fields of the config in place (e.g. ``edit_gain``); the motion step holds the same config."""
@@ -490,7 +494,10 @@ class Generator(nn.Module):
         warped = warp(crop, flow)
         size = self.config.texture_size
         small = warped if warped.shape[-1] == size else F.interpolate(warped, size=(size, size), mode="area")
-        residual, mask = self.texture(small, target_aus, source_aus)
+        dtype = self.texture_dtype
+        with nullcontext() if dtype is None else torch.autocast(small.device.type, dtype):
+            residual, mask = self.texture(small, target_aus, source_aus)
+        residual, mask = residual.float(), mask.float()
         mask = mask * (edit_strength(source_aus, target_aus) * self.config.texture_strength)
         if self.config.texture_regions:
             landed = landmarks if moves is None else landmarks - moves  # the texture paints on the warped face
