@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # torch loads only for the commands that run the generator
     from reenact.model.networks import Generator
 
 PathLike = str | os.PathLike[str]
+# File jobs put the crops of 8 consecutive frames through the networks at once: a GPU's way, and on a CPU 10-20%
+# less time a frame than one at a time (the same edit within one level); 8 frames in flight keep memory flat.
+# Live mode edits each frame as it comes.
+EDIT_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,8 @@ def edit_video(
 ) -> RunReport:
     """Run ``editor`` on every aligned face crop of ``input`` and paste the results back; audio kept. ``track``: the
     faces from a first pass (``first_pass``) instead of tracking again."""
-    return _video_job(input, output, EditPasteStage(editor).stages(), tracking, encode, progress, "edit", track=track)
+    return _video_job(input, output, EditPasteStage(editor, batch=EDIT_BATCH).stages(), tracking, encode, progress, "edit",
+                      track=track)
 
 
 def analyze_aus(
@@ -403,8 +408,8 @@ def transfer_expression(
         else:
             editor = generator.editor(target, track.turn if follow_pose else None, asked=False, memory=face_memory,
                                       fade=fade, model=model)
-        return _transfer_job(source, driving, output, EditPasteStage(editor), driving_info, stamps, audio, tracking,
-                             encode, progress, faces)
+        return _transfer_job(source, driving, output, EditPasteStage(editor, batch=EDIT_BATCH), driving_info, stamps,
+                             audio, tracking, encode, progress, faces)
 
 
 def _transfer_job(source: PathLike, driving: PathLike, output: PathLike, stage: EditPasteStage, driving_info: VideoInfo,

@@ -95,9 +95,42 @@ class GeneratorEditor:
     def __call__(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
         return self.finish(self.generate(crop, face, alignment, t))
 
-    @torch.inference_mode()
-    def generate(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float):
+    def generate(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float,
+                 ) -> np.ndarray | EditedCrop:
         """The generator's part of an edit: the crop warped and textured (or the very crop, where nothing changes)."""
+        return self.generate_batch([(crop, face, alignment, t)])[0]
+
+    @torch.inference_mode()
+    def generate_batch(self, frames: list[tuple[np.ndarray, FaceObservation, Alignment, float]],
+                       ) -> list[np.ndarray | EditedCrop]:
+        """``generate`` for consecutive frames, in order, with the networks run once per batch (a GPU's way): each
+        frame's own steps (its AUs, its target, the time filters) run one frame after another as in ``generate``,
+        so the output is the per-frame one but for the float rounding of batched convolutions."""
+        asks = [self._ask(*frame) for frame in frames]
+        self._move(asks)
+        for ask in asks:
+            self._settle(ask)
+        moving = [ask for ask in asks if ask.change and not ask.still]
+        if moving:
+            images = torch.cat([ask.image for ask in moving])
+            result = self.model(images, torch.cat([a.landmarks for a in moving]), torch.cat([a.src for a in moving]),
+                                torch.cat([a.tgt for a in moving]), flow=torch.cat([a.flow for a in moving]),
+                                moves=torch.cat([a.moves for a in moving]))
+            for k, ask in enumerate(moving):
+                painted = result["painted"]
+                ask.done(result["output"][k:k + 1], None if painted is None else painted[k:k + 1],
+                         result["warped"][k:k + 1])
+        for ask in asks:
+            if not ask.change and not ask.still:  # the texture step adds nothing without an AU change: warp only
+                output, painted, warped = warp(ask.image, ask.flow), None, None
+                if self.model.paints:  # a mouth still closing after an edit keeps its interior (and an eye its lid)
+                    warped = output
+                    output, painted = self.model.paint(output, ask.image, ask.landmarks, ask.moves)
+                ask.done(output, painted, warped)
+        return [ask.crop if ask.still else ask.edited for ask in asks]
+
+    def _ask(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float) -> _Ask:
+        """One frame's inputs to the networks, with its AUs smoothed and its target set (in frame order)."""
         size = alignment.crop_size
         source = blendshapes_to_aus(face.blendshapes)
         if self.smooth:
@@ -111,48 +144,50 @@ class GeneratorEditor:
         if self.memory is not None:
             self.memory.observe(crop, points, t)
         normalised = normalise(points, size).astype(np.float32)
-        landmarks = torch.from_numpy(normalised)[None].to(self.device)
-        src = torch.from_numpy(source)[None].to(self.device)
-        tgt = torch.from_numpy(goal)[None].to(self.device)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
         given = None if self.landmark_moves is None else self.landmark_moves(normalised, t) * weight
         change = turned or not np.array_equal(goal, source) or (given is not None and bool(np.any(given != 0)))
-        if change and given is not None:
-            moves = torch.from_numpy(given.astype(np.float32))[None].to(self.device)
-            flow = self.model.motion.field(landmarks, moves)
-        elif change:
-            pose = torch.from_numpy(turn)[None].to(self.device) if turned else None
-            flow, moves = self.model.motion(landmarks, src, tgt, pose, self.asked)
-        else:  # what the motion net gives for no change (exactly), without running it
-            flow_size = self.model.config.flow_size
-            flow = torch.zeros(1, 2, flow_size, flow_size, device=self.device)
-            moves = torch.zeros_like(landmarks)
+        return _Ask(crop, t, size, torch.from_numpy(normalised)[None].to(self.device),
+                    torch.from_numpy(source)[None].to(self.device), torch.from_numpy(goal)[None].to(self.device),
+                    torch.from_numpy(turn)[None].to(self.device) if turned else None,
+                    None if given is None else torch.from_numpy(given.astype(np.float32))[None].to(self.device),
+                    change)
+
+    def _move(self, asks: list[_Ask]) -> None:
+        """Each frame's flow and landmark moves: given moves splatted, else the motion step's for the AU change (and
+        head turn), run once for each kind of frame in the batch; zero where nothing changes."""
+        kinds: dict[str, list[_Ask]] = {}
+        for ask in asks:
+            kind = "still" if not ask.change else "given" if ask.given is not None else \
+                "turned" if ask.turn is not None else "aus"
+            kinds.setdefault(kind, []).append(ask)
+        motion = self.model.motion
+        for kind, group in kinds.items():
+            landmarks = torch.cat([a.landmarks for a in group])
+            if kind == "still":  # what the motion net gives for no change (exactly), without running it
+                flow_size = self.model.config.flow_size
+                flows = torch.zeros(len(group), 2, flow_size, flow_size, device=self.device)
+                moves = torch.zeros_like(landmarks)
+            elif kind == "given":
+                moves = torch.cat([a.given for a in group])
+                flows = motion.field(landmarks, moves)
+            else:
+                pose = torch.cat([a.turn for a in group]) if kind == "turned" else None
+                flows, moves = motion(landmarks, torch.cat([a.src for a in group]), torch.cat([a.tgt for a in group]),
+                                      pose, self.asked)
+            for k, ask in enumerate(group):
+                ask.flow, ask.moves = flows[k:k + 1], moves[k:k + 1]
+
+    def _settle(self, ask: _Ask) -> None:
+        """The frame's flow and moves through the time filters (in frame order), and whether it is left as it is."""
         if self.smooth:
-            smoothed = self._flow(flow.cpu().numpy(), t)
-            flow = torch.from_numpy(smoothed.astype(np.float32)).to(self.device)
-            moves = torch.from_numpy(self._moves(moves.cpu().numpy(), t).astype(np.float32)).to(self.device)
-        if not change and float(flow.abs().max()) * size / 2 < _STILL_FLOW:
-            return crop  # unchanged: the pipeline skips pasting it back
-        image = torch.from_numpy(crop).to(self.device).permute(2, 0, 1)[None].contiguous().float().div_(255)
-        painted = reference = None
-        if change:
-            result = self.model(image, landmarks, src, tgt, flow=flow, moves=moves)
-            output, painted = result["output"], result["painted"]
-            reference = _rgb8(result["warped"])  # what the texture step started from: the colour match's reference
-        else:  # the texture step adds nothing without an AU change (its mask is scaled by the change)
-            output = warp(image, flow)
-            if self.model.paints:  # a mouth still closing after an edit keeps its interior (and an eye its lid)
-                reference = _rgb8(output)
-                output, painted = self.model.paint(output, image, landmarks, moves)
-        # The paste-back mask covers where the landmarks were and where they went, so a dropped jaw is not cut off;
-        # where the crop is painted, the frame's own detail goes too (paste_back's ``replaced``). Its colour match
-        # compares the edit with the warped source: with the source itself, the texture the warp moved reads as
-        # lost contrast. A warp alone is its own reference.
-        replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
-        edited = _rgb8(output)
-        landed = denormalise((landmarks - moves)[0].cpu().numpy(), size)
-        return EditedCrop(edited, landed, replaced, reference)
+            smoothed = self._flow(ask.flow.cpu().numpy(), ask.t)
+            ask.flow = torch.from_numpy(smoothed.astype(np.float32)).to(self.device)
+            ask.moves = torch.from_numpy(self._moves(ask.moves.cpu().numpy(), ask.t).astype(np.float32)).to(self.device)
+        ask.still = not ask.change and float(ask.flow.abs().max()) * ask.size / 2 < _STILL_FLOW
+        if not ask.still:
+            ask.image = torch.from_numpy(ask.crop).to(self.device).permute(2, 0, 1)[None].contiguous().float().div_(255)
 
     def finish(self, edited: np.ndarray | EditedCrop) -> np.ndarray | EditedCrop:
         """The face memory's part: its own mouth and lids where the generator painted. Apart from ``generate`` so
@@ -163,6 +198,35 @@ class GeneratorEditor:
         if self.compositor is not None and replaced is not None:
             image, replaced = self.compositor(image, replaced, edited.moved)
         return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference)
+
+
+@dataclass(eq=False)
+class _Ask:
+    """One frame on its way through ``GeneratorEditor.generate_batch``: what the networks are asked, and the edit."""
+
+    crop: np.ndarray
+    t: float
+    size: int
+    landmarks: torch.Tensor  # (1, 478, 2) normalised crop coordinates
+    src: torch.Tensor  # (1, 17) the source's AUs (smoothed)
+    tgt: torch.Tensor  # (1, 17) the target's
+    turn: torch.Tensor | None  # (1, 3) the head turn to follow, degrees; None for none
+    given: torch.Tensor | None  # (1, 478, 2) the landmarks' moves to make, in place of the motion step's
+    change: bool
+    flow: torch.Tensor | None = None
+    moves: torch.Tensor | None = None
+    still: bool = False  # nothing to do: the crop is given back as it is
+    image: torch.Tensor | None = None
+    edited: EditedCrop | None = None
+
+    def done(self, output: torch.Tensor, painted: torch.Tensor | None, warped: torch.Tensor | None) -> None:
+        """The edit from the networks' output. The paste-back mask covers where the landmarks were and where they
+        went, so a dropped jaw is not cut off; where the crop is painted, the frame's own detail goes too
+        (paste_back's ``replaced``). Its colour match compares the edit with the warped source (``warped``): with
+        the source itself, the texture the warp moved reads as lost contrast. A warp alone is its own reference."""
+        replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
+        landed = denormalise((self.landmarks - self.moves)[0].cpu().numpy(), self.size)
+        self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped))
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:

@@ -69,24 +69,46 @@ def _feed(source: Iterable[Any], out: queue.Queue[Any], stop: threading.Event, l
         _put(out, _Failure(exc), stop)
 
 
+class Batched:
+    """A stage that takes up to ``size`` consecutive items at once (a list) and gives back their results in order:
+    what a GPU runs best (a batch of crops through the networks). The stream hands it full batches but for the
+    last; live mode never batches (it would hold frames back)."""
+
+    def __init__(self, fn: Callable[[list[Any]], list[Any]], size: int, name: str) -> None:
+        self.fn, self.size, self.__name__ = fn, size, name
+
+    def __call__(self, items: list[Any]) -> list[Any]:
+        return self.fn(items)
+
+
 def _stage(
     fn: Callable[[Any], Any], inq: queue.Queue[Any], out: queue.Queue[Any], stop: threading.Event,
     latest: _Latest | None,
 ) -> None:
+    size = fn.size if isinstance(fn, Batched) else 1
     while not stop.is_set():
-        try:
-            item = inq.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if item is _DONE or isinstance(item, _Failure):
-            _put(out, item, stop)
-            return
-        try:
-            result = fn(item)
-        except BaseException as exc:
-            _put(out, _Failure(exc), stop)
-            return
-        if not _put(out, result, stop, latest):
+        items: list[Any] = []
+        end = None
+        while len(items) < size and end is None and not stop.is_set():
+            try:
+                item = inq.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if item is _DONE or isinstance(item, _Failure):
+                end = item
+            else:
+                items.append(item)
+        if items:
+            try:
+                results = fn(items) if isinstance(fn, Batched) else [fn(items[0])]
+            except BaseException as exc:
+                _put(out, _Failure(exc), stop)
+                return
+            for result in results:
+                if not _put(out, result, stop, latest):
+                    return
+        if end is not None:
+            _put(out, end, stop)
             return
 
 
@@ -109,6 +131,8 @@ def stream(
     """
     stop = threading.Event()
     live = on_drop is not None
+    if live and any(isinstance(fn, Batched) for fn in stages):
+        raise ValueError("live mode takes no batched stage: it would hold frames back")
     size = 1 if live else queue_size
     queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=size) for _ in range(len(stages) + 1)]
 
@@ -211,31 +235,43 @@ class EditPasteStage:
     """Runs the editor on the crop and pastes the result back into the full frame at its native resolution.
 
     Called, it does both; in a threaded pipeline its two halves are two stages (``stages``), so one frame's
-    paste-back runs beside the next one's generator."""
+    paste-back runs beside the next one's generator. ``batch``: the crops of that many consecutive frames go through
+    the editor at once (an editor with ``generate_batch``; a GPU's way), else one at a time."""
 
     __name__ = "edit"
 
-    def __init__(self, editor: CropEditor, color_match: bool = True) -> None:
+    def __init__(self, editor: CropEditor, color_match: bool = True, batch: int = 1) -> None:
         self.editor = editor
         self.color_match = color_match
+        self.batch = batch
 
     def __call__(self, state: FrameState) -> FrameState:
         return self.paste(self.edit(state))
 
-    def stages(self) -> list[Callable[[FrameState], FrameState]]:
-        return [self.edit, self.paste]
+    def stages(self) -> list[Callable[[Any], Any]]:
+        edit = Batched(self.edit_batch, self.batch, "edit") if self.batch > 1 else self.edit
+        return [edit, self.paste]
 
     def edit(self, state: FrameState) -> FrameState:
         """The editor's crop, kept on the state for ``paste``."""
-        if state.face is None or state.alignment is None or state.crop is None:
-            return state  # frames without a face pass through untouched
+        return self.edit_batch([state])[0]
+
+    def edit_batch(self, states: list[FrameState]) -> list[FrameState]:
+        """``edit`` for consecutive frames, their crops through the editor at once where it can take a batch."""
+        faces = [s for s in states if s.face is not None and s.alignment is not None and s.crop is not None]
+        # frames without a face pass through untouched
+        asks = [(s.crop, s.face, s.alignment, s.frame.time) for s in faces]
         # An editor that splits its work (``GeneratorEditor``: generate, then finish) leaves its finish to ``paste``.
-        generate = getattr(self.editor, "generate", self.editor)
-        edited = generate(state.crop, state.face, state.alignment, state.frame.time)
-        if edited is state.crop:
-            return state  # the editor changed nothing: the frame stays as it is (what pasting it back would give)
-        state.edited = edited if isinstance(edited, EditedCrop) else EditedCrop(edited)
-        return state
+        batch = getattr(self.editor, "generate_batch", None)
+        if batch is not None:
+            edits = batch(asks) if asks else []
+        else:
+            generate = getattr(self.editor, "generate", self.editor)
+            edits = [generate(*ask) for ask in asks]
+        for state, edited in zip(faces, edits):
+            if edited is not state.crop:  # the very crop: the editor changed nothing, the frame stays as it is
+                state.edited = edited if isinstance(edited, EditedCrop) else EditedCrop(edited)
+        return states
 
     def paste(self, state: FrameState) -> FrameState:
         """The edited crop pasted back into the frame."""
