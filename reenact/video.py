@@ -24,7 +24,6 @@ from typing import Any, cast
 import av
 import av.container
 import av.stream
-import cv2
 import numpy as np
 
 from reenact.encoding import DEFAULT_CRF, DEFAULT_PRESET
@@ -350,6 +349,8 @@ def encoder_frame(image: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     OpenCV converts it: the same BT.601 limited-range planes as FFmpeg's swscale (within one level), in a tenth of
     swscale's time (0.5 ms against 5 ms a 1280x720 frame on 2 cores), which matters when the encoder is the slowest
     stage. Other formats are left to the encoder's own swscale."""
+    import cv2  # here, not at the top: the CLI checks its arguments through this module before any heavy import
+
     height, width = image.shape[:2]
     if pix_fmt == "yuv420p" and width % 2 == 0 and height % 2 == 0:
         return av.VideoFrame.from_ndarray(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2YUV_I420),
