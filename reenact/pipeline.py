@@ -244,6 +244,14 @@ class EditPasteStage:
         self.editor = editor
         self.color_match = color_match
         self.batch = batch
+        # An editor on a GPU has the paste-back's frame-sized half (the warp into the frame and the blend) done there
+        # too: only the frame's box around the face goes to the card and back.
+        device = getattr(editor, "device", None)
+        self._apply = None
+        if device is not None and str(device) != "cpu":
+            from reenact.face.paste_gpu import apply_plan_on
+
+            self._apply = apply_plan_on(device)
 
     def __call__(self, state: FrameState) -> FrameState:
         return self.paste(self.edit(state))
@@ -282,7 +290,8 @@ class EditPasteStage:
         edited = edited if finish is None else finish(edited)
         mask = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, state.alignment.crop_size)
         image = paste_back(state.frame.image, edited.image, state.crop, state.alignment, mask,
-                           color_match=self.color_match, replaced=edited.replaced, reference=edited.reference)
+                           color_match=self.color_match, replaced=edited.replaced, reference=edited.reference,
+                           apply=self._apply)
         state.frame = dataclasses.replace(state.frame, image=image)
         return state
 

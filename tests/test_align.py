@@ -490,3 +490,35 @@ def test_color_match_against_the_warped_crop_keeps_a_warps_contrast(
     p_fixed, p_original = psnr(fixed, exact, inside), psnr(against_original, exact, inside)
     # Measured 57.9 dB against the warped crop, 38.2 dB against the original.
     assert p_fixed > 45.0 and p_original < p_fixed - 10, (p_fixed, p_original)
+
+
+@pytest.mark.usefixtures("require_face_model")
+@pytest.mark.parametrize("size", [256, 128])
+def test_the_gpu_paste_back_gives_the_cpu_one_within_one_level(astronaut: np.ndarray, size: int) -> None:
+    """The paste-back's frame-sized half run by torch (what a GPU job uses; here on the CPU) against OpenCV's, on a
+    real face: a real edit from the generator, and a sharp-edged one with painted (replaced) content."""
+    from reenact.editing import ExpressionTarget, GeneratorEditor
+    from reenact.face.paste_gpu import apply_plan_on
+    from reenact.face.tracker import FaceTracker
+    from reenact.model.io import load_generator
+
+    with FaceTracker(video_mode=False) as tracker:
+        face = tracker(astronaut, 0.0)
+    a = estimate_alignment(face.xy, size)
+    crop = crop_face(astronaut, a)
+    surprised = ExpressionTarget((), "surprised")
+    generated = GeneratorEditor(load_generator("default"), lambda aus, t: surprised(aus, t), smooth=False)(
+        crop, face, a, 0.0)
+    block = crop.copy()
+    block[size // 2:size // 2 + size // 5, size // 3:2 * size // 3] = (200, 40, 40)
+    replaced = np.zeros((size, size), np.float32)
+    replaced[size // 2:size // 2 + size // 8, size // 3:size // 2] = 1
+    cases = [(generated.image, {"reference": generated.reference, "replaced": generated.replaced}),
+             (block, {"replaced": replaced})]
+    for edited, extra in cases:
+        mask = edit_mask(a.to_crop(face.xy), None, size)
+        cpu = paste_back(astronaut, edited, crop, a, mask, **extra)
+        torch_side = paste_back(astronaut, edited, crop, a, mask, apply=apply_plan_on("cpu"), **extra)
+        assert (cpu != astronaut).any(axis=2).sum() > 500  # a real change was pasted
+        difference = np.abs(cpu.astype(int) - torch_side)
+        assert difference.max() <= 1 and difference.mean() < 0.01

@@ -7,6 +7,7 @@ Coordinates are OpenCV pixel coordinates: x right, y down, pixel centres at inte
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -489,6 +490,7 @@ def paste_back(
     color_match: bool = True,
     replaced: np.ndarray | None = None,
     reference: np.ndarray | None = None,
+    apply: Callable[[np.ndarray, PastePlan], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Put an edited crop back into the frame at the frame's own resolution.
 
@@ -513,6 +515,8 @@ def paste_back(
             warp-then-texture edit, the warped original, which shows the same content in the same place. Fitted
             against the original itself, the texture a warp moved reads as lost contrast (a fitted gain of 0.59-0.79
             on surprised faces, lower the stronger the warp), and undoing it overdrew the edited face.
+        apply: what warps the plan's change into the frame's box and adds it (``reenact.face.paste_gpu`` on a GPU);
+            None: OpenCV on the CPU.
 
     Returns:
         A new uint8 frame.
@@ -536,10 +540,37 @@ def paste_back(
     support = m > 0  # NaN is not
     m = np.where(support, np.minimum(m, 1.0), np.float32(0.0))
 
+    plan = _paste_plan(img.shape, edited, original, alignment, m, support, color_match, replaced, reference)
     out = img.copy()
+    if plan is not None:
+        x0, y0, x1, y1 = plan.roi
+        out[y0:y1, x0:x1] = (apply or _apply_plan)(img[y0:y1, x0:x1], plan)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class PastePlan:
+    """What a paste-back adds to a frame, worked out on the crop (small): the change and its mask on the crop's box
+    around the mask, and the affine map that carries it into the frame's box ``roi`` (x0, y0, x1, y1). Applying it
+    (warping it into the frame and adding it) is the part that grows with the frame: ``_apply_plan`` on the CPU,
+    ``reenact.face.paste_gpu`` on a GPU."""
+
+    diff: np.ndarray  # (h, w, 3) float32: the colour-matched change, low-passed to the frame's resolution
+    mask: np.ndarray  # (h, w) float32 in [0, 1]
+    fwd: np.ndarray  # (2, 3): a frame box pixel (u, v) samples the crop's box at fwd @ (u, v, 1)
+    roi: tuple[int, int, int, int]
+    original: np.ndarray | None = None  # (h, w, 3) float32, low-passed, where ``replaced`` is set
+    replaced: np.ndarray | None = None  # (h, w) float32: where the crop is new content (the frame's detail goes)
+
+
+def _paste_plan(shape: tuple[int, ...], edited: np.ndarray, original: np.ndarray, alignment: Alignment,
+                m: np.ndarray, support: np.ndarray, color_match: bool, replaced: np.ndarray | None,
+                reference: np.ndarray | None) -> PastePlan | None:
+    """``paste_back``'s work on the crop; None where nothing is pasted."""
+    size = alignment.crop_size
     rows, cols = np.nonzero(np.any(support, axis=1))[0], np.nonzero(np.any(support, axis=0))[0]
     if rows.size == 0:
-        return out
+        return None
     # Shrinking the crop back into a smaller face would alias the difference's fine detail, so it is
     # low-passed to the frame's resolution first.
     shrink = alignment.scale  # crop pixels per frame pixel
@@ -552,15 +583,14 @@ def paste_back(
     # The same box in the frame (its corners mapped back), +-2 px for the interpolation footprint.
     box = np.array([[cx0, cy0], [cx1 - 1, cy0], [cx1 - 1, cy1 - 1], [cx0, cy1 - 1]], dtype=np.float64)
     fb = alignment.to_frame(box)
-    h, w = img.shape[:2]
+    h, w = shape[:2]
     x0 = max(int(np.floor(fb[:, 0].min())) - 2, 0)
     y0 = max(int(np.floor(fb[:, 1].min())) - 2, 0)
     x1 = min(int(np.ceil(fb[:, 0].max())) + 3, w)
     y1 = min(int(np.ceil(fb[:, 1].max())) + 3, h)
     if x1 <= x0 or y1 <= y0:
-        return out
-
-    sub_mask = m[cy0:cy1, cx0:cx1]
+        return None
+    sub_mask = np.ascontiguousarray(m[cy0:cy1, cx0:cx1])
     diff = _matched_difference(
         edited[cy0:cy1, cx0:cx1], original[cy0:cy1, cx0:cx1], sub_mask, color_match,
         None if reference is None else reference[cy0:cy1, cx0:cx1],
@@ -571,31 +601,32 @@ def paste_back(
     # matrix @ frame - (cx0, cy0).
     fwd = alignment.matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     fwd[:, 2] -= (cx0, cy0)
-    roi_size = (x1 - x0, y1 - y0)
-    inv_map = cv2.WARP_INVERSE_MAP
-    diff_f = cv2.warpAffine(
-        diff, fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map, borderMode=cv2.BORDER_CONSTANT
-    )
-    # Bilinear keeps the mask inside [0, 1] and exactly 0 wherever its neighbourhood is 0.
-    mask_f = cv2.warpAffine(
-        np.ascontiguousarray(sub_mask),
-        fwd,
-        roi_size,
-        flags=cv2.INTER_LINEAR | inv_map,
-        borderMode=cv2.BORDER_CONSTANT,
-    )
+    sub_original = sub_replaced = None
     if replaced is not None and np.any(replaced[cy0:cy1, cx0:cx1] > 0):
         # The frame's detail that the crop does not hold: frame - (original crop mapped back), removed there.
         sub_original = np.asarray(original[cy0:cy1, cx0:cx1], dtype=np.float32)
         if sigma > 0.0:
             sub_original = cv2.GaussianBlur(sub_original, (0, 0), sigma)
-        original_f = cv2.warpAffine(sub_original, fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map,
+        sub_replaced = np.ascontiguousarray(replaced[cy0:cy1, cx0:cx1], dtype=np.float32)
+    return PastePlan(diff, sub_mask, fwd, (x0, y0, x1, y1), sub_original, sub_replaced)
+
+
+def _apply_plan(roi: np.ndarray, plan: PastePlan) -> np.ndarray:
+    """The frame's box ``roi`` (uint8) with the plan's change warped in and added, on the CPU."""
+    roi_size = (roi.shape[1], roi.shape[0])
+    inv_map = cv2.WARP_INVERSE_MAP
+    diff_f = cv2.warpAffine(plan.diff, plan.fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map,
+                            borderMode=cv2.BORDER_CONSTANT)
+    # Bilinear keeps the mask inside [0, 1] and exactly 0 wherever its neighbourhood is 0.
+    mask_f = cv2.warpAffine(plan.mask, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
+                            borderMode=cv2.BORDER_CONSTANT)
+    if plan.replaced is not None:
+        original_f = cv2.warpAffine(plan.original, plan.fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map,
                                     borderMode=cv2.BORDER_REPLICATE)
-        replaced_f = cv2.warpAffine(np.ascontiguousarray(replaced[cy0:cy1, cx0:cx1], dtype=np.float32), fwd, roi_size,
-                                    flags=cv2.INTER_LINEAR | inv_map, borderMode=cv2.BORDER_CONSTANT)
-        detail = cv2.subtract(img[y0:y1, x0:x1], original_f, dtype=cv2.CV_32F)
+        replaced_f = cv2.warpAffine(plan.replaced, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
+                                    borderMode=cv2.BORDER_CONSTANT)
+        detail = cv2.subtract(roi, original_f, dtype=cv2.CV_32F)
         diff_f -= detail * replaced_f[..., None]
     diff_f *= mask_f[..., None]
     # frame + mask * diff, rounded half to even and saturated to 0..255 (np.clip(np.rint(...)) in one pass).
-    out[y0:y1, x0:x1] = cv2.add(img[y0:y1, x0:x1], diff_f, dtype=cv2.CV_8U)
-    return out
+    return cv2.add(roi, diff_f, dtype=cv2.CV_8U)
