@@ -244,11 +244,12 @@ class EditPasteStage:
         self.editor = editor
         self.color_match = color_match
         self.batch = batch
-        # An editor on a GPU has the paste-back's frame-sized half (the warp into the frame and the blend) done there
-        # too: only the frame's box around the face goes to the card and back.
+        # An editor on a CUDA GPU has the paste-back's frame-sized half (the warp into the frame and the blend) done
+        # there too: only the frame's box around the face goes to the card and back. Not on Apple's MPS, which has no
+        # float64 for the sampling grid: the CPU's OpenCV pastes there.
         device = getattr(editor, "device", None)
         self._apply = None
-        if device is not None and str(device) != "cpu":
+        if getattr(device, "type", None) == "cuda":
             from reenact.face.paste_gpu import apply_plan_on
 
             self._apply = apply_plan_on(device)

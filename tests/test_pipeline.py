@@ -130,6 +130,26 @@ def test_an_error_in_a_batched_stage_reaches_the_caller_and_live_mode_refuses_on
         list(stream(range(4), [Batched(fails, 4, "fails")], on_drop=lambda stage: None))
 
 
+def test_the_paste_back_goes_to_the_gpu_only_with_a_cuda_editor() -> None:
+    """A CUDA editor's stage pastes with torch on its card; a CPU or MPS one (MPS has no float64 for the grid) with
+    OpenCV. Choosing touches no device, so it is checked here without one."""
+    import torch
+
+    from reenact.pipeline import EditPasteStage
+
+    class Editor:
+        def __init__(self, device: str) -> None:
+            self.device = torch.device(device)
+
+        def __call__(self, crop, face, alignment, t):
+            return crop
+
+    assert EditPasteStage(Editor("cuda:0"))._apply is not None
+    assert EditPasteStage(Editor("cpu"))._apply is None
+    assert EditPasteStage(Editor("mps"))._apply is None
+    assert EditPasteStage(lambda crop, face, alignment, t: crop)._apply is None
+
+
 @pytest.mark.usefixtures("require_face_model")
 def test_the_batched_edit_gives_the_per_frame_edit_within_one_level(shared_data: Path) -> None:
     """File jobs put 8 crops through the networks at once: on a real clip, for an AU edit and for a driving face's
