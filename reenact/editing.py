@@ -116,8 +116,8 @@ class GeneratorEditor:
             result = self.model(images, torch.cat([a.landmarks for a in moving]), torch.cat([a.src for a in moving]),
                                 torch.cat([a.tgt for a in moving]), flow=torch.cat([a.flow for a in moving]),
                                 moves=torch.cat([a.moves for a in moving]))
+            painted = result["painted"]
             for k, ask in enumerate(moving):
-                painted = result["painted"]
                 ask.done(result["output"][k:k + 1], None if painted is None else painted[k:k + 1],
                          result["warped"][k:k + 1])
         for ask in asks:

@@ -540,7 +540,7 @@ def paste_back(
     support = m > 0  # NaN is not
     m = np.where(support, np.minimum(m, 1.0), np.float32(0.0))
 
-    plan = _paste_plan(img.shape, edited, original, alignment, m, support, color_match, replaced, reference)
+    plan = _paste_plan(img.shape, edited, original, alignment, m, color_match, replaced, reference)
     out = img.copy()
     if plan is not None:
         x0, y0, x1, y1 = plan.roi
@@ -564,10 +564,11 @@ class PastePlan:
 
 
 def _paste_plan(shape: tuple[int, ...], edited: np.ndarray, original: np.ndarray, alignment: Alignment,
-                m: np.ndarray, support: np.ndarray, color_match: bool, replaced: np.ndarray | None,
-                reference: np.ndarray | None) -> PastePlan | None:
-    """``paste_back``'s work on the crop; None where nothing is pasted."""
+                m: np.ndarray, color_match: bool, replaced: np.ndarray | None, reference: np.ndarray | None,
+                ) -> PastePlan | None:
+    """``paste_back``'s work on the crop (``m``: its mask, in [0, 1]); None where nothing is pasted."""
     size = alignment.crop_size
+    support = m > 0
     rows, cols = np.nonzero(np.any(support, axis=1))[0], np.nonzero(np.any(support, axis=0))[0]
     if rows.size == 0:
         return None
