@@ -7,8 +7,14 @@ only what fills it differs). Each is made with the paint and with a face memory 
 the frames within 1 s of B, pasted back as the pipeline pastes, and compared with B (moved onto A's head by the
 same similarity as training pairs): PSNR in B's inner mouth (or its eyes) and over the whole face.
 
+To B's AUs, "paint" is ``--no-memory``'s output (the model's fields, the paint) and "memory" the default's (the
+person's own mouth motion, ``reenact.own_motion``, learned from the same frames as the memory, and the memory);
+"own paint" has the own motion with the paint, to tell the two apart. For the mouth, ``lip_inside_px``: how far the
+memory entry's own inner lip lines land inside the target's mouth (its lip seen twice), as fitted and as fitted on
+the outer lip lines too.
+
 Also: the flicker of a steady edit of whole held-out clips with the memory and with the paint, over the source's
-own, and dlib's identity distance of each pair's outputs from A.
+own, and dlib's identity distance of each pair's outputs from A and from B (on A's head).
 Usage: python probes/face_memory.py --split RUN/split.json [--model default] [--pairs 3] [--json F]
 """
 
@@ -23,11 +29,19 @@ import cv2
 import numpy as np
 import torch
 
-from reenact.face.align import STABLE_LANDMARKS, Alignment, edit_mask, face_mask, paste_back, similarity_transform
+from reenact.face.align import (
+    STABLE_LANDMARKS,
+    Alignment,
+    edit_mask,
+    face_mask,
+    paste_back,
+    similarity_transform,
+)
 from reenact.face.aus import blendshapes_to_aus
-from reenact.memory import FaceMemory, MemoryCompositor, opening
+from reenact.memory import PARTS, FaceMemory, MemoryCompositor, fit_points, fitted_affine, opening
 from reenact.model.coords import denormalise, normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
+from reenact.own_motion import own_moves
 
 SIZE = 256
 APART_S = 1.0
@@ -66,12 +80,17 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def compare(model, rows, a: int, b: int, part: int, how: str, meter=None) -> dict[str, float] | None:
+def compare(model, rows, a: int, b: int, part: int, how: str, meter=None, sheet: Path | None = None,
+            ) -> dict[str, float] | None:
+    """One pair's figures. ``how`` "aus": "paint" is ``--no-memory``'s output (the model's fields and the paint),
+    "memory" the default's (the person's own motion and the memory), "own paint" the own motion with the paint
+    (the two apart); "landmarks": B's own landmark moves, the paint against the memory. ``sheet``: a PNG of A, B
+    (on A's head) and the outputs, side by side, to look at."""
     t_b = rows[b][0]
     memory = FaceMemory()
-    for t, crop, points, *_ in rows:
+    for t, crop, points, aus, pose in rows:
         if abs(t - t_b) >= APART_S:
-            memory.observe(crop, points, t)
+            memory.observe(crop, points, t, aus, pose)
     memory.frozen = True
     _, crop_a, pts_a, aus_a, pose_a = rows[a]
     _, crop_b, pts_b, aus_b, pose_b = rows[b]
@@ -84,32 +103,62 @@ def compare(model, rows, a: int, b: int, part: int, how: str, meter=None) -> dic
     src, tgt = torch.from_numpy(aus_a)[None], torch.from_numpy(aus_b)[None]
     pose = torch.from_numpy((pose_b - pose_a).astype(np.float32))[None]
     if how == "landmarks":
-        moves = lm - torch.from_numpy(normalise(pts_b_on_a, SIZE).astype(np.float32))[None]
-        flow = model.motion.field(lm, moves)
-        result = model(image, lm, src, tgt, flow=flow, moves=moves)
+        moves = {"paint": lm - torch.from_numpy(normalise(pts_b_on_a, SIZE).astype(np.float32))[None]}
+        moves["memory"] = moves["paint"]
     else:
-        result = model(image, lm, src, tgt, pose_change=pose, asked=True)
-    if result["painted"] is None or not bool((result["painted"] > 0).any()):
-        return None  # nothing painted: memory and paint give the same
-    edited = (result["output"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    warped = (result["warped"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    painted = result["painted"][0, 0].numpy()
-    landed = denormalise((lm - result["moves"])[0].numpy(), SIZE)
-    remembered, replaced = MemoryCompositor(memory)(edited, painted, landed)
-    mask = edit_mask(pts_a, landed, SIZE)
+        fields = model.motion.displacements(lm, src, tgt, pose, asked=True)
+        extra = memory.motion.extra_moves(model.motion.basis.numpy().astype(np.float64),
+                                          model.motion.pose_basis.numpy().astype(np.float64))
+        own = fields if extra is None else fields + own_moves(torch.from_numpy(extra.astype(np.float32)), src, tgt)
+        moves = {"paint": fields, "memory": own, "own paint": own}
     in_place = Alignment(np.eye(2, 3), SIZE)
-    out = {}
-    for name, picture, where in (("paint", edited, painted), ("memory", remembered, replaced)):
+    out, inside = {}, {}
+    for name, move in moves.items():
+        result = model(image, lm, src, tgt, flow=model.motion.field(lm, move), moves=move)
+        if result["painted"] is None or not bool((result["painted"] > 0).any()):
+            return None  # nothing painted: memory and paint give the same
+        edited = (result["output"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        warped = (result["warped"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        painted = result["painted"][0, 0].numpy()
+        landed = denormalise((lm - result["moves"])[0].numpy(), SIZE)
+        picture, where = edited, painted
+        if name == "memory":
+            compositor = MemoryCompositor(memory)
+            picture, where = compositor(edited, painted, landed)
+            entry = compositor.entry_in_use(PARTS[MOUTH])
+            if part == MOUTH and entry is not None:
+                inside = {fit: lip_inside(entry, landed, index) for fit, index in
+                          (("", fit_points(MOUTH)), ("_outer_too", sorted(set().union(*GAP_CONTOURS[MOUTH]))))}
+        mask = edit_mask(pts_a, landed, SIZE)
         out[name] = paste_back(crop_a, picture, crop_a, in_place, mask, replaced=where, reference=warped)
+    if sheet is not None:
+        cv2.imwrite(str(sheet), np.concatenate([crop_a, moved_b, *out.values()], axis=1)[:, :, ::-1])
     inner = region(pts_b_on_a, part) if part == MOUTH else region(pts_b_on_a, 0) | region(pts_b_on_a, 1)
     face = face_mask(pts_b_on_a, SIZE) > 0.5
-    row = {"part_paint": psnr(out["paint"], moved_b, inner), "part_memory": psnr(out["memory"], moved_b, inner),
-           "face_paint": psnr(out["paint"], moved_b, face), "face_memory": psnr(out["memory"], moved_b, face)}
-    if meter is not None:
-        for name in ("paint", "memory"):
-            row[f"identity_{name}"] = meter.distance(crop_a.transpose(2, 0, 1) / 255,
-                                                     out[name].transpose(2, 0, 1) / 255) or float("nan")
+    row = {} if part != MOUTH or how != "aus" or not inside else {f"lip_inside_px{k}": v for k, v in inside.items()}
+    for name, picture in out.items():
+        key = name.replace(" ", "_")
+        row[f"part_{key}"], row[f"face_{key}"] = psnr(picture, moved_b, inner), psnr(picture, moved_b, face)
+        if meter is not None:
+            for whom, reference in (("", crop_a), ("_to_b", moved_b)):
+                row[f"identity{whom}_{key}"] = meter.distance(reference.transpose(2, 0, 1) / 255,
+                                                              picture.transpose(2, 0, 1) / 255) or float("nan")
     return row
+
+
+def lip_inside(entry, landed: np.ndarray, index: list[int]) -> float:
+    """How far (crop pixels, mean over both inner lip lines) the memory entry's own inner lip edges land inside the
+    target's inner mouth when fitted on the landmarks ``index``: the entry's own lip showing inside the opening, a
+    second lip beside the moved one (seen on a held-out face with the fit on the outer lip lines too)."""
+    matrix = fitted_affine(entry.points, landed, index)
+    if matrix is None:
+        return float("nan")
+    _, upper, lower, _ = GAP_CONTOURS[MOUTH]
+    moved = entry.points @ matrix[:, :2].T + matrix[:, 2]
+    inner = slice(1, -1)  # the corners always meet
+    below_upper = moved[list(upper[inner]), 1] - landed[list(upper[inner]), 1]
+    above_lower = landed[list(lower[inner]), 1] - moved[list(lower[inner]), 1]
+    return float(np.mean(np.maximum(np.concatenate([below_upper, above_lower]), 0.0)))
 
 
 def pick_pairs(rows, part: int, count: int, wide: float = 0.15) -> list[tuple[int, int]]:
@@ -164,6 +213,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="pairs per clip and part (default 3)")
     parser.add_argument("--flicker-clips", type=int, default=4, help="held-out clips edited whole for flicker")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--sheet", type=Path, help="write each pair's A | B | outputs here, to look at")
     args = parser.parse_args()
     torch.set_num_threads(2)
     data = Path(os.environ.get("REENACT_DATA", "../shared/data")) / "train"
@@ -180,7 +230,8 @@ def main() -> None:
         for part, name in ((MOUTH, "mouth"), (0, "lids")):
             for a, b in pick_pairs(rows, part, args.pairs):
                 for how in ("aus", "landmarks"):
-                    row = compare(model, rows, a, b, part, how, meter)
+                    sheet = None if args.sheet is None else args.sheet / f"{clip.stem}_{name}_{how}_{a}_{b}.png"
+                    row = compare(model, rows, a, b, part, how, meter, sheet)
                     if row is not None:
                         results.setdefault(f"{name} {how}", []).append(row | {"clip": clip.stem})
                         print(name, how, clip.stem, {k: round(v, 2) for k, v in row.items() if k != "clip"},
@@ -189,8 +240,11 @@ def main() -> None:
     for key, rows in results.items():
         gain = {f: float(np.mean([r[f"{f}_memory"] - r[f"{f}_paint"] for r in rows])) for f in ("part", "face")}
         summary[key] = {"pairs": len(rows), "part_gain_db": round(gain["part"], 2), "face_gain_db": round(gain["face"], 2),
-                        **{f"identity_{n}": round(float(np.nanmean([r[f"identity_{n}"] for r in rows])), 4)
-                           for n in ("paint", "memory")}}
+                        **{k: round(float(np.nanmean([r.get(k, np.nan) for r in rows])), 4)
+                           for k in sorted({k for r in rows for k in r}) if k.startswith(("identity", "lip_inside"))}}
+        if "part_own_paint" in rows[0]:  # the own motion's share of the gain, with the paint in both
+            summary[key]["own_motion_part_gain_db"] = round(float(np.mean(
+                [r["part_own_paint"] - r["part_paint"] for r in rows])), 2)
     summary["flicker"] = steady_flicker(clips[: args.flicker_clips], args.model)
     print("summary", json.dumps(summary))
     if args.json:

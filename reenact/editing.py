@@ -20,6 +20,7 @@ from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
 from reenact.memory import FaceMemory, MemoryCompositor
 from reenact.model.networks import Generator, denormalise, normalise, warp
+from reenact.own_motion import own_moves
 from reenact.pipeline import EditedCrop
 from reenact.smoothing import OneEuroFilter
 
@@ -67,6 +68,14 @@ class GeneratorEditor:
         self.landmark_moves = landmark_moves
         self.memory = memory
         self.compositor = None if memory is None else MemoryCompositor(memory)
+        self._own_moves = None  # a frozen memory's own motion, against this model's fields (a live one still learns)
+        if memory is not None and memory.frozen:
+            motion = model.motion
+            pose_basis = motion.pose_basis.detach().cpu().numpy() if model.config.n_pose else None
+            extra = memory.motion.extra_moves(motion.basis.detach().cpu().numpy().astype(np.float64),
+                                              None if pose_basis is None else pose_basis.astype(np.float64))
+            if extra is not None:
+                self._own_moves = torch.from_numpy(extra.astype(np.float32)).to(self.device)
         self.fade = fade
         if self.device.type == "cpu":
             if threads is not None:
@@ -132,7 +141,7 @@ class GeneratorEditor:
     def _ask(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float) -> _Ask:
         """One frame's inputs to the networks, with its AUs smoothed and its target set (in frame order)."""
         size = alignment.crop_size
-        source = blendshapes_to_aus(face.blendshapes)
+        read = source = blendshapes_to_aus(face.blendshapes)
         if self.smooth:
             source = self._aus(source, t).astype(np.float32)
         goal = self.target(source, t).astype(np.float32)
@@ -142,7 +151,7 @@ class GeneratorEditor:
             goal = source + weight * (goal - source)
         points = alignment.to_crop(face.xy)
         if self.memory is not None:
-            self.memory.observe(crop, points, t)
+            self.memory.observe(crop, points, t, read, np.array(face.head_pose_degrees()))
         normalised = normalise(points, size).astype(np.float32)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
@@ -174,8 +183,11 @@ class GeneratorEditor:
                 flows = motion.field(landmarks, moves)
             else:
                 pose = torch.cat([a.turn for a in group]) if kind == "turned" else None
-                flows, moves = motion(landmarks, torch.cat([a.src for a in group]), torch.cat([a.tgt for a in group]),
-                                      pose, self.asked)
+                src, tgt = torch.cat([a.src for a in group]), torch.cat([a.tgt for a in group])
+                moves = motion.displacements(landmarks, src, tgt, pose, self.asked)
+                if self._own_moves is not None:  # this person's own mouth motion, from a first pass
+                    moves = moves + own_moves(self._own_moves, src, tgt)
+                flows = motion.field(landmarks, moves)
             for k, ask in enumerate(group):
                 ask.flow, ask.moves = flows[k:k + 1], moves[k:k + 1]
 

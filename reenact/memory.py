@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from reenact.model.coords import normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
+from reenact.own_motion import OwnMotion
 
 PARTS = ("right eye", "left eye", "mouth")  # in GAP_CONTOURS' order: the eyes, then the mouth
 _BANDS = 10  # entries per part at most: one per band of opening
@@ -58,25 +60,31 @@ class MemoryEntry:
 class FaceMemory:
     """Per part, at most ``_BANDS`` of the person's own appearances, spread over the openings seen. ``observe`` each
     aligned crop (a file job's first pass, or a live stream as it goes); ``frozen`` stops it changing (a file job
-    freezes it after its first pass, so an entry never changes while it is used)."""
+    freezes it after its first pass, so an entry never changes while it is used). ``motion``: how this person's
+    mouth moves with their own AUs (``reenact.own_motion``), learned from the same frames."""
 
     crop_size: int | None = None
     entries: dict[str, dict[int, MemoryEntry]] = field(default_factory=lambda: {p: {} for p in PARTS})
     frozen: bool = False
+    motion: OwnMotion = field(default_factory=OwnMotion)
 
     def __len__(self) -> int:
         return sum(len(bands) for bands in self.entries.values())
 
-    def observe(self, crop: np.ndarray, points: np.ndarray, t: float = 0.0) -> None:
+    def observe(self, crop: np.ndarray, points: np.ndarray, t: float = 0.0, aus: np.ndarray | None = None,
+                pose_degrees: np.ndarray | None = None) -> None:
         """Remember this crop's parts where they fill a band of opening better than what is held (``points``: the
         face's 478 landmarks in the crop's pixels). Cheap where nothing is stored: the openings come from the
-        landmarks, and a patch is cut only for an entry kept."""
+        landmarks, and a patch is cut only for an entry kept. With the frame's ``aus`` and head pose, the person's
+        own motion learns from it too."""
         if self.frozen:
             return
         if self.crop_size is None:
             self.crop_size = crop.shape[0]
         elif crop.shape[0] != self.crop_size:
             raise ValueError(f"the memory holds {self.crop_size}-pixel crops, not {crop.shape[0]}")
+        if aus is not None and pose_degrees is not None:
+            self.motion.observe(normalise(points, self.crop_size), aus, pose_degrees)
         for part, name in enumerate(PARTS):
             value = opening(points, part)
             band = self._band(name, value)
@@ -101,6 +109,7 @@ class FaceMemory:
             for band, entry in bands.items():
                 if self._better(name, band, entry.opening):
                     self.entries[name][band] = entry
+        self.motion.merge(other.motion)
 
     @staticmethod
     def _band(name: str, value: float) -> int:
@@ -139,6 +148,10 @@ class MemoryCompositor:
 
     def reset(self) -> None:
         self._using = {name: None for name in PARTS}
+
+    def entry_in_use(self, name: str) -> MemoryEntry | None:
+        """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
+        return self._using[name]
 
     def _choose(self, name: str, target: float) -> MemoryEntry | None:
         best = self.memory.nearest(name, target)
@@ -200,15 +213,27 @@ class MemoryCompositor:
 
 def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int, int]) -> np.ndarray | None:
     """The entry's patch warped into an image of ``shape`` (width, height; float32) by the affine map that best
-    takes its part's edges (lips or lids, with the lines around them) onto ``points`` (in that image's pixels)."""
-    index = _points(part)
-    src, dst = entry.points[index], points[index]
+    takes its part's edges onto ``points`` (in that image's pixels): for the mouth, the inner lip lines, which bound
+    what is blended in (fitted on the outer lines too, the entry's own lower lip showed inside a wider target mouth, a
+    second lip above the moved one); for an eye, its lids with the lines around them."""
+    matrix = fitted_affine(entry.points, points, fit_points(part))
+    if matrix is None:
+        return None
+    return cv2.warpAffine(entry.patch.astype(np.float32), matrix, shape, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def fit_points(part: int) -> list[int]:
+    """The landmarks an entry of ``part`` is fitted on (``_warped``)."""
+    return sorted(set(GAP_CONTOURS[part][1] + GAP_CONTOURS[part][2])) if part == MOUTH else _points(part)
+
+
+def fitted_affine(source: np.ndarray, target: np.ndarray, index: list[int]) -> np.ndarray | None:
+    """The (2, 3) affine map that best takes ``source[index]`` onto ``target[index]`` (least squares)."""
+    src, dst = source[index], target[index]
     design = np.concatenate([src, np.ones((len(src), 1))], axis=1)
     matrix, *_ = np.linalg.lstsq(design, dst, rcond=None)
-    if not np.all(np.isfinite(matrix)):
-        return None
-    return cv2.warpAffine(entry.patch.astype(np.float32), matrix.T, shape, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return matrix.T if np.all(np.isfinite(matrix)) else None
 
 
 def _colour_matched(layer: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -233,7 +233,9 @@ class _Observer:
 
     def __call__(self, state: FrameState) -> FrameState:
         if state.face is not None and state.crop is not None and state.alignment is not None:
-            self.memory.observe(state.crop, state.alignment.to_crop(state.face.xy), state.frame.time)
+            face = state.face
+            self.memory.observe(state.crop, state.alignment.to_crop(face.xy), state.frame.time,
+                                blendshapes_to_aus(face.blendshapes), np.array(face.head_pose_degrees()))
         state.crop = None  # not kept past this stage
         return state
 
