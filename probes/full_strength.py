@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus
 from reenact.face.regions import region_mask
 from reenact.model.coords import normalise
 from reenact.model.networks import pose_features
-from reenact.face.align import stabilise
 from reenact.retarget import _BROWS, _LIDS
 
 EDITS: dict[str, tuple[str, ...]] = {
@@ -143,11 +143,10 @@ def edits(args) -> dict:
 
     from reenact.editing import ExpressionTarget, GeneratorEditor, parse_au_edit
     from reenact.evaluate import IdentityMeter
-    from reenact.face.align import crop_face, estimate_alignment
+    from reenact.face.align import FaceAligner, crop_face, estimate_alignment
     from reenact.face.tracker import FaceTracker
     from reenact.model.io import load_generator
     from reenact.pipeline import AlignStage, EditPasteStage, TrackStage
-    from reenact.face.align import FaceAligner
     from reenact.train.dataset import load_dataset
     from reenact.video import Frame
 
@@ -309,7 +308,8 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
     """One transfer's figures (see the module's docstring)."""
     t_out, p_out, a_out, c_out = _aligned_track(out)
     t_src, p_src, _, c_src = _aligned_track(src)
-    retarget = Retargeter(track.motion(pose_basis))
+    # The driver's motion as MediaPipe read it (the issue's measure), not as the transfer carries it.
+    retarget = Retargeter(track.motion(pose_basis, as_read=True))
     wanted, got, pixels, read, drove, apart = [], [], [], [], [], []
     for i, t in enumerate(t_out):
         j = 0 if kind == "still" else min(i, len(p_src) - 1)

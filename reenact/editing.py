@@ -281,13 +281,15 @@ class DrivingTrack:
             points = flat.reshape(len(t), -1, 2)
         return cls(t, _fill_gaps(t, rows), None if poses is None else _fill_gaps(t, poses), points)
 
-    def motion(self, pose_basis: np.ndarray | None = None):
-        """The driving face's own landmark motion (``reenact.retarget.DrivingMotion``); needs landmarks and poses."""
-        from reenact.retarget import DrivingMotion
+    def motion(self, pose_basis: np.ndarray | None = None, as_read: bool = False):
+        """The driving face's own landmark motion (``reenact.retarget.DrivingMotion``); needs landmarks and poses.
+        ``as_read``: as MediaPipe placed the landmarks (not corrected for the share of the brows' travel it shows)."""
+        from reenact.retarget import BROW_READ_GAIN, DrivingMotion
 
         if self.landmarks is None or self.poses is None:
             raise ValueError("this driving track has no landmarks")
-        return DrivingMotion.from_track(self.times, self.landmarks, self.aus, self.poses, pose_basis)
+        return DrivingMotion.from_track(self.times, self.landmarks, self.aus, self.poses, pose_basis,
+                                        1.0 if as_read else BROW_READ_GAIN)
 
     @cached_property  # once per clip, not per frame
     def rest(self) -> np.ndarray:

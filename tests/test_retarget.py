@@ -14,7 +14,7 @@ from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import normalise
-from reenact.retarget import _LIDS, DrivingMotion, Retargeter, proportions
+from reenact.retarget import _BROWS, _LIDS, DrivingMotion, Retargeter, proportions
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 
@@ -52,6 +52,19 @@ def test_the_driving_motion_is_its_landmarks_moves_from_its_rest(face: np.ndarra
     moved, _ = motion.at(times[25])
     opening = proportions(face)[0]
     assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * opening, atol=1e-3)
+    assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
+
+
+def test_the_drivers_brows_are_carried_as_far_as_they_moved_not_as_far_as_mediapipe_places_them(face: np.ndarray,
+                                                                                                 ) -> None:
+    """MediaPipe places moved brows about 0.79 of the way (probes/second_meter.py), so a driver whose brow points
+    rose by 0.02 is carried as having risen 0.02 / 0.79; its lids and mouth as read."""
+    times, points, aus, poses = driving_clip(face)
+    brows = [i for side in _BROWS for i in side]
+    points[20:30, brows, 1] -= 0.02
+    moved, _ = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None).at(times[25])
+    assert np.allclose(moved[brows, 1], -0.02 / 0.79, atol=1e-3)
+    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * proportions(face)[0], atol=1e-3)
     assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
 
 
