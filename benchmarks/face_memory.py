@@ -5,13 +5,19 @@ to keep). Per frame: the memory's own work in the first pass (reading the openin
 and in the edit (choosing, warping, colour-matching and blending an entry where the edit paints), timed inside the
 real job. End to end: `reenact edit CLIP --preset P` with the memory (a first pass that tracks and fills it, then
 the edit from the kept track) against `--no-memory` (today's single pass), best of --repeat, alternated.
+With ``--before DIR`` (a checkout of an earlier reenact, e.g. ``git worktree add ../before 8e04e3c``, the last
+commit before the memory): the whole ``reenact edit`` command, start-up included, of that checkout (its one pass)
+against this one's, with the memory and with ``--no-memory``, alternated.
 Usage: python benchmarks/face_memory.py CLIP [--size 640x480] [--seconds 10] [--preset surprised] [--repeat 2]
+       [--before DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--preset", default="surprised")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--before", type=Path, help="a checkout of an earlier reenact to time the whole command of")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     torch.set_num_threads(1)
@@ -80,6 +87,33 @@ def main() -> None:
     runs = args.repeat * frames
     print(f"  memory's own work per frame: observe {1000 * totals['observe'] / runs:.2f} ms (first pass), "
           f"composite {1000 * totals['composite'] / runs:.2f} ms (edit)")
+    if args.before is not None:
+        whole_commands(args, size)
+
+
+def whole_commands(args, size: tuple[int, int]) -> None:
+    """The whole `reenact edit` command of ``args.before`` (its one pass) against this checkout's, alternated."""
+    here = Path(__file__).resolve().parents[1]
+    jobs = {f"{args.before.name}: one pass": (args.before, []), "this: two passes, memory": (here, []),
+            "this: one pass (--no-memory)": (here, ["--no-memory"])}
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = resized_loop(args.clip, Path(tmp) / "clip.mp4", size, args.seconds)
+        for _ in range(args.repeat):
+            for name, (tree, extra) in jobs.items():
+                out = Path(tmp) / "out.mp4"
+                out.unlink(missing_ok=True)
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "reenact", "edit", str(clip), "-o", str(out), "--preset",
+                                args.preset, "--quiet", *extra], cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)},
+                               check=True)
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+    print(f"the whole command, start-up included, best of {args.repeat}:")
+    for name, seconds in best.items():
+        print(f"  {name:36s} {seconds:7.2f} s")
+    two = best["this: two passes, memory"]
+    print(f"  two passes over {args.before.name}'s one pass: {two / best[f'{args.before.name}: one pass']:.3f}x; "
+          f"over this one pass: {two / best['this: one pass (--no-memory)']:.3f}x")
 
 
 if __name__ == "__main__":
