@@ -38,10 +38,17 @@ from reenact.face.align import (
     similarity_transform,
 )
 from reenact.face.aus import blendshapes_to_aus
-from reenact.memory import PARTS, FaceMemory, MemoryCompositor, fit_points, fitted_affine, opening
+from reenact.memory import (
+    PARTS,
+    FaceMemory,
+    MemoryCompositor,
+    fit_points,
+    fitted_affine,
+    opening,
+)
 from reenact.model.coords import denormalise, normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
-from reenact.own_motion import own_moves
+from reenact.own_motion import extra_moves_for, own_moves
 
 SIZE = 256
 APART_S = 1.0
@@ -107,9 +114,8 @@ def compare(model, rows, a: int, b: int, part: int, how: str, meter=None, sheet:
         moves["memory"] = moves["paint"]
     else:
         fields = model.motion.displacements(lm, src, tgt, pose, asked=True)
-        extra = memory.motion.extra_moves(model.motion.basis.numpy().astype(np.float64),
-                                          model.motion.pose_basis.numpy().astype(np.float64))
-        own = fields if extra is None else fields + own_moves(torch.from_numpy(extra.astype(np.float32)), src, tgt)
+        extra = extra_moves_for(memory.motion, model.motion)
+        own = fields if extra is None else fields + own_moves(extra, src, tgt)
         moves = {"paint": fields, "memory": own, "own paint": own}
     in_place = Alignment(np.eye(2, 3), SIZE)
     out, inside = {}, {}

@@ -24,13 +24,12 @@ from reenact.face.align import STABLE_LANDMARKS, similarity_transform
 from reenact.memory import FaceMemory, opening
 from reenact.model.coords import normalise
 from reenact.model.networks import MOUTH
-from reenact.own_motion import own_moves
+from reenact.own_motion import extra_moves_for, own_moves
 
 
 @torch.no_grad()
 def opening_shares(model, rows, pairs: list[tuple[int, int]]) -> dict[str, list[float]]:
     """Per pair (A, B): the share of B's opening an edit of A to B's AUs gives, with the fields and the own motion."""
-    basis, pose_basis = (p.detach().numpy().astype(np.float64) for p in (model.motion.basis, model.motion.pose_basis))
     shares: dict[str, list[float]] = {"fields": [], "own": []}
     for a, b in pairs:
         memory = FaceMemory()
@@ -46,8 +45,8 @@ def opening_shares(model, rows, pairs: list[tuple[int, int]]) -> dict[str, list[
         src, tgt = (torch.from_numpy(x.astype(np.float32))[None] for x in (aus_a, aus_b))
         turn = torch.from_numpy((pose_b - pose_a).astype(np.float32))[None]
         fields = model.motion.displacements(landmarks, src, tgt, turn, asked=True)
-        extra = memory.motion.extra_moves(basis, pose_basis)
-        own = fields if extra is None else fields + own_moves(torch.from_numpy(extra.astype(np.float32)), src, tgt)
+        extra = extra_moves_for(memory.motion, model.motion)
+        own = fields if extra is None else fields + own_moves(extra, src, tgt)
         for name, moves in (("fields", fields), ("own", own)):
             landed = (landmarks - moves)[0].numpy()
             shares[name].append((opening(landed, MOUTH) - opening(at_a, MOUTH)) / wanted)

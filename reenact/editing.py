@@ -20,7 +20,7 @@ from reenact.face.aus import AU_NAMES, blendshapes_to_aus, parse_au_name
 from reenact.face.tracker import FaceObservation
 from reenact.memory import FaceMemory, MemoryCompositor
 from reenact.model.networks import Generator, denormalise, normalise, warp
-from reenact.own_motion import own_moves
+from reenact.own_motion import extra_moves_for, own_moves
 from reenact.pipeline import EditedCrop
 from reenact.smoothing import OneEuroFilter
 
@@ -68,14 +68,9 @@ class GeneratorEditor:
         self.landmark_moves = landmark_moves
         self.memory = memory
         self.compositor = None if memory is None else MemoryCompositor(memory)
-        self._own_moves = None  # a frozen memory's own motion, against this model's fields (a live one still learns)
-        if memory is not None and memory.frozen:
-            motion = model.motion
-            pose_basis = motion.pose_basis.detach().cpu().numpy() if model.config.n_pose else None
-            extra = memory.motion.extra_moves(motion.basis.detach().cpu().numpy().astype(np.float64),
-                                              None if pose_basis is None else pose_basis.astype(np.float64))
-            if extra is not None:
-                self._own_moves = torch.from_numpy(extra.astype(np.float32)).to(self.device)
+        # A frozen memory's own motion, against this model's fields (a live one still learns).
+        own = extra_moves_for(memory.motion, model.motion) if memory is not None and memory.frozen else None
+        self._own_moves = None if own is None else own.to(self.device)
         self.fade = fade
         if self.device.type == "cpu":
             if threads is not None:

@@ -7,10 +7,10 @@ open-mouth frame of the same clip opened the mouth 0.55 of the way (median 0.50)
 mouth at many AUs, so a file job's first pass fits this person's own fields, in the reader's units: a least-squares
 fit of the face's landmarks (brought onto the aligner's template by a similarity on the stable landmarks) on its
 AUs and head pose over every tracked frame, pulled toward the model's fields by a ridge so that an AU the clip
-barely moves keeps the model's field. The same pairs then opened 0.84 of the way (``probes/own_motion.py``).
+barely moves keeps the model's field. The same pairs then opened 0.82 of the way (``probes/own_motion.py``).
 
-Only the lower face's AUs are fitted (``FITTED_AUS``), each inside its model field's region. The fit is kept as
-sums (bounded however long the video), so the memories of a first pass's segments merge exactly.
+Only how far the mouth opens is fitted (``FITTED_AUS``), each AU inside its model field's region. The fit is kept
+as sums (bounded however long the video), so the memories of a first pass's segments merge exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from reenact.face.align import STABLE_LANDMARKS, TEMPLATE, similarity_transform
 from reenact.face.aus import AU_NAMES
-from reenact.model.networks import AU_SCALE, pose_features
+from reenact.model.networks import AU_SCALE, MotionNet, pose_features
 
 FITTED_AUS = ("AU25", "AU26")  # how far the mouth opens: what a warp most often shows too little of
 RIDGE = 5.0  # the prior's weight: a clip where an AU varies by less than ~0.13 over 300 frames keeps the model's field
@@ -96,6 +96,13 @@ class OwnMotion:
             region = np.linalg.norm(basis[k], axis=1) > 1e-6
             extra[k, region] = -(own[k] - prior[k]).reshape(-1, 2)[region]
         return extra
+
+
+def extra_moves_for(own: OwnMotion, motion: MotionNet) -> torch.Tensor | None:
+    """``own.extra_moves`` against a model's motion step, as a float32 tensor on the step's device (None: too short)."""
+    pose_basis = motion.pose_basis.detach().cpu().numpy().astype(np.float64) if motion.config.n_pose else None
+    extra = own.extra_moves(motion.basis.detach().cpu().numpy().astype(np.float64), pose_basis)
+    return None if extra is None else torch.from_numpy(extra.astype(np.float32)).to(motion.basis.device)
 
 
 def own_moves(extra: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor) -> torch.Tensor:
