@@ -68,7 +68,7 @@ class GeneratorEditor:
         self.landmark_moves = landmark_moves
         self.memory = memory
         self.compositor = None if memory is None else MemoryCompositor(memory)
-        # A frozen memory's own motion, against this model's fields (a live one still learns).
+        # A frozen memory's own motion (a first pass's), against this model's fields.
         own = extra_moves_for(memory.motion, model.motion) if memory is not None and memory.frozen else None
         self._own_moves = None if own is None else own.to(self.device)
         self.fade = fade
@@ -136,7 +136,7 @@ class GeneratorEditor:
     def _ask(self, crop: np.ndarray, face: FaceObservation, alignment: Alignment, t: float) -> _Ask:
         """One frame's inputs to the networks, with its AUs smoothed and its target set (in frame order)."""
         size = alignment.crop_size
-        read = source = blendshapes_to_aus(face.blendshapes)
+        source = blendshapes_to_aus(face.blendshapes)
         if self.smooth:
             source = self._aus(source, t).astype(np.float32)
         goal = self.target(source, t).astype(np.float32)
@@ -146,7 +146,7 @@ class GeneratorEditor:
             goal = source + weight * (goal - source)
         points = alignment.to_crop(face.xy)
         if self.memory is not None:
-            self.memory.observe(crop, points, t, read, np.array(face.head_pose_degrees()))
+            self.memory.observe(crop, points, t)  # a live memory: the own motion is a file job's, not learned here
         normalised = normalise(points, size).astype(np.float32)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
