@@ -15,7 +15,9 @@ held-out people's clips. Per region (brows, lids, mouth corners, lips, jaw), the
 (MediaPipe on the output, from the source's own) against the driver's motion retargeted to the source: the
 correlation over frames and the amplitude (projection) ratio, and the amplitude as the pixels show it (patch
 matching on every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean
-correlation over the driver's active AUs; identity.
+correlation over the driver's active AUs (per AU, and for still and video sources apart), and against what a
+relative transfer asks (``au_corr_relative``: the source's own AUs plus the driver's rise from its rest; a video
+source's own expressions stay in the output, as in a transfer of the driver's motion); identity.
 
 Usage:
   python probes/full_strength.py edits DATASET --split RUN/split.json [--model default] [--faces 24] [--json F]
@@ -298,7 +300,10 @@ def transfers(args) -> dict:
                     print(json.dumps(results[-1]), flush=True)
     summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3)
                         for m in ("corr", "amp", "pixel_amp")} for region in TRANSFER_REGIONS}
-    summary["au_corr"] = round(float(np.nanmean([r["au_corr"] for r in results])), 3)
+    for key in ("au_corr", "au_corr_relative"):
+        summary[key] = round(float(np.nanmean([r[key] for r in results])), 3)
+        for kind in ("still", "video"):
+            summary[f"{key} {kind}"] = round(float(np.nanmean([r[key] for r in results if r["kind"] == kind])), 3)
     summary["identity"] = round(float(np.nanmean([r["identity"] for r in results])), 4)
     print("summary", json.dumps(summary))
     return {"summary": summary, "runs": results}
@@ -307,10 +312,10 @@ def transfers(args) -> dict:
 def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter) -> dict:
     """One transfer's figures (see the module's docstring)."""
     t_out, p_out, a_out, c_out = _aligned_track(out)
-    t_src, p_src, _, c_src = _aligned_track(src)
+    t_src, p_src, a_src, c_src = _aligned_track(src)
     # The driver's motion as MediaPipe read it (the issue's measure), not as the transfer carries it.
     retarget = Retargeter(track.motion(pose_basis, as_read=True))
-    wanted, got, pixels, read, drove, apart = [], [], [], [], [], []
+    wanted, got, pixels, read, drove, relative, apart = [], [], [], [], [], [], []
     for i, t in enumerate(t_out):
         j = 0 if kind == "still" else min(i, len(p_src) - 1)
         if p_out[i] is None or p_src[j] is None:
@@ -322,6 +327,8 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
             pixels.append((wanted[-1], patch_motion(c_src[j], c_out[i], points) / 128))
         read.append(a_out[i])
         drove.append(track.at(t))
+        # What a relative transfer asks of the reader: the source's own AUs plus the driver's rise from its rest.
+        relative.append(a_src[j] + track.at(t) - track.rest)
         if i % 10 == 0:
             d = meter.distance(c_src[j].transpose(2, 0, 1) / 255.0, c_out[i].transpose(2, 0, 1) / 255.0)
             if d is not None:
@@ -337,10 +344,13 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
         row[region] = {"corr": round(float(np.corrcoef(w.ravel(), g.ravel())[0, 1]), 3),
                        "amp": round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
                        "pixel_amp": round(float(pm[ok].ravel() @ pw[ok].ravel() / (pw[ok].ravel() @ pw[ok].ravel())), 3)}
-    read, drove = np.array(read), np.array(drove)
+    read, drove, relative = np.array(read), np.array(drove), np.array(relative)
     active = np.percentile(drove, 95, axis=0) - np.percentile(drove, 5, axis=0) >= 0.5
-    corrs = [np.corrcoef(read[:, k], drove[:, k])[0, 1] for k in np.flatnonzero(active) if read[:, k].std() > 0]
-    row["au_corr"] = round(float(np.mean(corrs)), 3) if corrs else float("nan")
+    for key, against in (("au_corr", drove), ("au_corr_relative", relative)):
+        corrs = {AU_NAMES[k]: round(float(np.corrcoef(read[:, k], against[:, k])[0, 1]), 2)
+                 for k in np.flatnonzero(active) if read[:, k].std() > 0}
+        row[key] = round(float(np.mean(list(corrs.values()))), 3) if corrs else float("nan")
+        row[key + "_per_au"] = corrs
     row["active"] = [AU_NAMES[k] for k in np.flatnonzero(active)]
     row["identity"] = round(float(np.mean(apart)), 4) if apart else float("nan")
     return row

@@ -8,7 +8,7 @@ amplitude (projection) ratio against the driving motion retargeted to the source
   stabilised as ``full_strength`` does;
 - ``frame``: MediaPipe on the frame after the paste-back, cut with the source's alignment, stabilised.
 
-Usage: python probes/transfer_chain.py SOURCE_CLIP DRIVING_CLIP [--times 30]
+Usage: python probes/transfer_chain.py SOURCE_CLIP DRIVING_CLIP [--times 30] [--model default]
        (e.g. ../shared/data/train/dpe/s.mp4 ../shared/data/train/liveportrait/d8.mp4)
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from full_strength import TRANSFER_REGIONS
+
 from reenact import api
 from reenact.face.align import FaceAligner, crop_face, stabilise
 from reenact.face.tracker import FaceTracker
@@ -39,12 +39,13 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("driving", type=Path)
     parser.add_argument("--times", type=int, default=30, help="driving times sampled (default 30)")
+    parser.add_argument("--model", help="a model name or path (default: the default model)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with VideoReader(args.source) as reader:
         frame = Frame(0, 0, Fraction(1, 25), next(iter(reader)).image)
     track, _, _ = api.read_driving(args.driving)
-    generator = api.GeneratorOptions(memory=False, smooth=False)
+    generator = api.GeneratorOptions(model=args.model, memory=False, smooth=False)
     model = generator.load("cpu")
     pose_basis = model.motion.pose_basis.detach().numpy().astype(np.float64)
     pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in ("flow", "crop raw", "crop", "frame")}

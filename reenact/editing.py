@@ -146,7 +146,9 @@ class GeneratorEditor:
             goal = source + weight * (goal - source)
         points = alignment.to_crop(face.xy)
         if self.memory is not None:
-            self.memory.observe(crop, points, t)  # a live memory: the own motion is a file job's, not learned here
+            # A live memory: its entries are indexed by the frame's AUs; the own motion is a file job's, not learned
+            # here (it needs the head pose, not given).
+            self.memory.observe(crop, points, t, source)
         normalised = normalise(points, size).astype(np.float32)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
@@ -170,8 +172,8 @@ class GeneratorEditor:
         for kind, group in kinds.items():
             landmarks = torch.cat([a.landmarks for a in group])
             if kind == "still":  # what the motion net gives for no change (exactly), without running it
-                flow_size = self.model.config.flow_size
-                flows = torch.zeros(len(group), 2, flow_size, flow_size, device=self.device)
+                size = self.model.config.field_size
+                flows = torch.zeros(len(group), 2, size, size, device=self.device)
                 moves = torch.zeros_like(landmarks)
             elif kind == "given":
                 moves = torch.cat([a.given for a in group])
@@ -203,8 +205,9 @@ class GeneratorEditor:
             return edited
         image, replaced = edited.image, edited.replaced
         if self.compositor is not None and replaced is not None:
-            image, replaced = self.compositor(image, replaced, edited.moved)
-        return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference)
+            image, replaced = self.compositor(image, replaced, edited.moved, edited.aus)
+        return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference,
+                          edited.aus)
 
 
 @dataclass(eq=False)
@@ -233,7 +236,8 @@ class _Ask:
         the source itself, the texture the warp moved reads as lost contrast. A warp alone is its own reference."""
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         landed = denormalise((self.landmarks - self.moves)[0].cpu().numpy(), self.size)
-        self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped))
+        self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped),
+                                 self.tgt[0].cpu().numpy())
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:

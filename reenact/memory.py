@@ -2,13 +2,14 @@
 
 A video almost always shows the person's own open mouth and closed lids somewhere (people talk and blink), and no
 learned or painted interior matches their own teeth. ``FaceMemory`` keeps, per part (the mouth and each eye), a few
-of the person's own appearances as patches of the aligned crop, each indexed by how open the part is, spread over
-the openings the clip shows (one entry per band of opening, the one nearest the band's middle): bounded however
-long the video. ``MemoryCompositor`` puts the entry nearest the *target* opening where the generator painted (a
-mouth opened past what the frame shows, lids that meet), warped onto the target contour (an affine fit of the
-entry's lip or lid landmarks onto the target's), matched in colour to the frame around it and blended with a
-feathered mask; the paint stays where the memory has nothing near enough. The choice of entry holds until another
-is clearly nearer, so a steady edit keeps a still mouth.
+of the person's own appearances as patches of the aligned crop, each indexed by how open the part is and, for the
+mouth, by the AUs of its frame, spread over what the clip shows (one entry per cell, a band of opening and of the
+mouth's shaping AUs, the one nearest the cell's middle): bounded however long the video. ``MemoryCompositor``
+puts the entry nearest the *target* (its opening and AUs) where the generator painted (a mouth opened past what
+the frame shows, lids that meet), warped onto the target contour (an affine fit of the entry's lip or lid
+landmarks onto the target's), matched in colour to the frame around it and blended with a feathered mask; the
+paint stays where the memory has nothing near enough. The choice of entry holds until another is clearly nearer,
+so a steady edit keeps a still mouth.
 """
 
 from __future__ import annotations
@@ -18,15 +19,27 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from reenact.face.aus import AU_NAMES
 from reenact.model.coords import normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
 from reenact.own_motion import OwnMotion
 
 PARTS = ("right eye", "left eye", "mouth")  # in GAP_CONTOURS' order: the eyes, then the mouth
-_BANDS = 10  # entries per part at most: one per band of opening
+_BANDS = 10  # bands of opening per part
 _TOP_OPENING = {"right eye": 0.45, "left eye": 0.45, "mouth": 0.8}  # openings (gap / width) the bands span
 _NEAR_ENOUGH = {"right eye": 0.08, "left eye": 0.08, "mouth": 0.15}  # farther than this from the target: paint
-_HOLD = 0.03  # the entry in use is kept unless another is nearer the target by this much (no flicker)
+# What a mouth shows at one opening depends on how it got there: lips drawn back by a smile (AU12) show the teeth, a
+# dropped jaw (AU26) the dark between them. So the mouth's entries are also banded by those two AUs, and chosen by
+# all its AUs with the opening. Held-out frames edited to another frame's AUs (``probes/face_memory.py``): inside
+# that frame's mouth, the remembered mouth nearest in opening alone was 1.17 dB closer to it than the paint; nearest
+# in opening and AUs, 2.75 dB.
+_CELL_AUS = {"right eye": (), "left eye": (), "mouth": ("AU12", "AU26")}
+_PICK_AUS = {"right eye": (), "left eye": (), "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23",
+                                                       "AU25", "AU26")}
+_AU_EDGES = np.array([1.0, 2.5])  # an AU's bands: under 1, 1 to 2.5, above
+_AU_MIDDLES = np.array([0.5, 1.75, 3.5])
+_OPENING_STEP = 0.05  # an opening difference of this much weighs as much as one AU unit
+_HOLD = 0.6  # the entry in use is kept unless another is nearer the target by this much (0.03 of opening: no flicker)
 _MARGIN = 0.35  # a patch reaches this share of the part's width past its contours
 _FEATHER = 1.5  # pixels of blur on the blend mask
 _REACH = 8  # pixels past a part's box that its blend touches: the feather's tail and the colour match's ring
@@ -54,17 +67,19 @@ class MemoryEntry:
     points: np.ndarray  # (478, 2) the frame's landmarks, in the patch's pixels
     opening: float
     time: float
+    aus: np.ndarray | None = None  # (17,) the frame's AUs, where it was observed with them
 
 
 @dataclass
 class FaceMemory:
-    """Per part, at most ``_BANDS`` of the person's own appearances, spread over the openings seen. ``observe`` each
+    """Per part, a bounded set of the person's own appearances, spread over the openings (and the mouth's AUs) seen:
+    at most ``_BANDS`` an eye, ``_BANDS`` x 9 for the mouth. ``observe`` each
     aligned crop (a file job's first pass, or a live stream as it goes); ``frozen`` stops it changing (a file job
     freezes it after its first pass, so an entry never changes while it is used). ``motion``: how this person's
     mouth moves with their own AUs (``reenact.own_motion``), learned from the same frames."""
 
     crop_size: int | None = None
-    entries: dict[str, dict[int, MemoryEntry]] = field(default_factory=lambda: {p: {} for p in PARTS})
+    entries: dict[str, dict[tuple[int, ...], MemoryEntry]] = field(default_factory=lambda: {p: {} for p in PARTS})
     frozen: bool = False
     motion: OwnMotion = field(default_factory=OwnMotion)
 
@@ -73,10 +88,10 @@ class FaceMemory:
 
     def observe(self, crop: np.ndarray, points: np.ndarray, t: float = 0.0, aus: np.ndarray | None = None,
                 pose_degrees: np.ndarray | None = None) -> None:
-        """Remember this crop's parts where they fill a band of opening better than what is held (``points``: the
-        face's 478 landmarks in the crop's pixels). Cheap where nothing is stored: the openings come from the
-        landmarks, and a patch is cut only for an entry kept. With the frame's ``aus`` and head pose, the person's
-        own motion learns from it too."""
+        """Remember this crop's parts where they fill a cell better than what is held (``points``: the face's 478
+        landmarks in the crop's pixels; ``aus``: the frame's AUs, which index the mouth too). Cheap where nothing is
+        stored: the openings come from the landmarks, and a patch is cut only for an entry kept. With the frame's
+        ``aus`` and head pose, the person's own motion learns from it too."""
         if self.frozen:
             return
         if self.crop_size is None:
@@ -85,19 +100,20 @@ class FaceMemory:
             raise ValueError(f"the memory holds {self.crop_size}-pixel crops, not {crop.shape[0]}")
         if aus is not None and pose_degrees is not None:
             self.motion.observe(normalise(points, self.crop_size), aus, pose_degrees)
+        held = None if aus is None else np.asarray(aus, np.float32).copy()
         for part, name in enumerate(PARTS):
             value = opening(points, part)
-            band = self._band(name, value)
-            if not self._better(name, band, value):
+            cell = _cell(name, value, held)
+            if not self._better(name, cell, value, held):
                 continue
             box = _box(points, part, crop.shape[0])
             if box is None:
                 continue
             x0, y0, x1, y1 = box
-            self.entries[name][band] = MemoryEntry(crop[y0:y1, x0:x1].copy(), points - (x0, y0), value, t)
+            self.entries[name][cell] = MemoryEntry(crop[y0:y1, x0:x1].copy(), points - (x0, y0), value, t, held)
 
     def merge(self, other: FaceMemory) -> None:
-        """Take ``other``'s entries where they fill a band better than what is held: the memory that observing
+        """Take ``other``'s entries where they fill a cell better than what is held: the memory that observing
         both memories' frames would give (a first pass tracked in segments side by side fills one per segment)."""
         if self.frozen or other.crop_size is None:
             return
@@ -105,29 +121,54 @@ class FaceMemory:
             self.crop_size = other.crop_size
         elif other.crop_size != self.crop_size:
             raise ValueError(f"the memory holds {self.crop_size}-pixel crops, not {other.crop_size}")
-        for name, bands in other.entries.items():
-            for band, entry in bands.items():
-                if self._better(name, band, entry.opening):
-                    self.entries[name][band] = entry
+        for name, cells in other.entries.items():
+            for cell, entry in cells.items():
+                if self._better(name, cell, entry.opening, entry.aus):
+                    self.entries[name][cell] = entry
         self.motion.merge(other.motion)
 
-    @staticmethod
-    def _band(name: str, value: float) -> int:
-        return min(int(value / _TOP_OPENING[name] * _BANDS), _BANDS - 1)
+    def _better(self, name: str, cell: tuple[int, ...], value: float, aus: np.ndarray | None) -> bool:
+        """Whether an appearance with this opening (and AUs) fills ``cell`` better than the entry held (nearer its
+        middle)."""
+        held = self.entries[name].get(cell)
+        return held is None or _off_middle(name, cell, value, aus) < _off_middle(name, cell, held.opening, held.aus)
 
-    def _better(self, name: str, band: int, value: float) -> bool:
-        """Whether an appearance with this opening fills ``band`` better than the entry held (nearer its middle)."""
-        middle = (band + 0.5) * _TOP_OPENING[name] / _BANDS
-        held = self.entries[name].get(band)
-        return held is None or abs(value - middle) < abs(held.opening - middle)
+    def nearest(self, name: str, target: float, aus: np.ndarray | None = None) -> MemoryEntry | None:
+        """The entry of ``name`` nearest the target opening (and ``aus``, the target's AUs: ``distance``), if its
+        opening is near enough to stand in for it."""
+        entries = [e for e in self.entries[name].values() if abs(e.opening - target) <= _NEAR_ENOUGH[name]]
+        return min(entries, key=lambda e: distance(name, e, target, aus)) if entries else None
 
-    def nearest(self, name: str, target: float) -> MemoryEntry | None:
-        """The entry of ``name`` whose opening is nearest ``target``, if near enough to stand in for it."""
-        entries = list(self.entries[name].values())
-        if not entries:
-            return None
-        best = min(entries, key=lambda e: abs(e.opening - target))
-        return best if abs(best.opening - target) <= _NEAR_ENOUGH[name] else None
+
+def _au_index(names: tuple[str, ...]) -> list[int]:
+    return [AU_NAMES.index(n) for n in names]
+
+
+def _cell(name: str, value: float, aus: np.ndarray | None) -> tuple[int, ...]:
+    """The memory's cell for a part with this opening (and AUs): its band of opening, then a band per cell AU."""
+    band = min(int(value / _TOP_OPENING[name] * _BANDS), _BANDS - 1)
+    if aus is None or not _CELL_AUS[name]:
+        return (band,)
+    return (band, *(int(b) for b in np.digitize(aus[_au_index(_CELL_AUS[name])], _AU_EDGES)))
+
+
+def _off_middle(name: str, cell: tuple[int, ...], value: float, aus: np.ndarray | None) -> float:
+    """How far an appearance lies from its cell's middle (opening in steps, AUs in units)."""
+    middle = (cell[0] + 0.5) * _TOP_OPENING[name] / _BANDS
+    off = ((value - middle) / _OPENING_STEP) ** 2
+    if len(cell) > 1 and aus is not None:
+        off += float(np.sum((aus[_au_index(_CELL_AUS[name])] - _AU_MIDDLES[list(cell[1:])]) ** 2))
+    return off
+
+
+def distance(name: str, entry: MemoryEntry, target: float, aus: np.ndarray | None) -> float:
+    """How far an entry of part ``name`` is from a target opening and AUs: the opening in steps of
+    ``_OPENING_STEP`` and the part's AUs in units, together (the opening alone where either has no AUs)."""
+    off = ((entry.opening - target) / _OPENING_STEP) ** 2
+    if aus is not None and entry.aus is not None and _PICK_AUS[name]:
+        index = _au_index(_PICK_AUS[name])
+        off += float(np.sum((entry.aus[index] - aus[index]) ** 2))
+    return off**0.5
 
 
 def _box(points: np.ndarray, part: int, size: int) -> tuple[int, int, int, int] | None:
@@ -153,18 +194,20 @@ class MemoryCompositor:
         """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
         return self._using[name]
 
-    def _choose(self, name: str, target: float) -> MemoryEntry | None:
-        best = self.memory.nearest(name, target)
+    def _choose(self, name: str, target: float, aus: np.ndarray | None) -> MemoryEntry | None:
+        best = self.memory.nearest(name, target, aus)
         held = self._using[name]
-        if held is not None and best is not None and abs(held.opening - target) <= abs(best.opening - target) + _HOLD \
-                and abs(held.opening - target) <= _NEAR_ENOUGH[name]:
+        if held is not None and best is not None and abs(held.opening - target) <= _NEAR_ENOUGH[name] \
+                and distance(name, held, target, aus) <= distance(name, best, target, aus) + _HOLD:
             best = held
         self._using[name] = best
         return best
 
-    def __call__(self, image: np.ndarray, painted: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray, painted: np.ndarray, points: np.ndarray, aus: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """``image`` (S, S, 3) uint8, the edit, with remembered parts put where ``painted`` (S, S) says the edit
-        painted, onto the parts as the edit's landmarks ``points`` (478, 2, crop pixels) place them; and where the
+        painted, onto the parts as the edit's landmarks ``points`` (478, 2, crop pixels) place them, each the entry
+        nearest the target's opening and ``aus`` (the AUs the edit aims at; None: the opening alone); and where the
         crop is now new content (the paint's mask, grown where a mouth was replaced whole)."""
         if not len(self.memory) or not painted.any():
             return image, painted
@@ -180,7 +223,7 @@ class MemoryCompositor:
             if strength <= 0.01:
                 self._using[name] = None
                 continue
-            entry = self._choose(name, opening(points, part))
+            entry = self._choose(name, opening(points, part), aus)
             if entry is None:
                 continue  # nothing near enough: the paint stays
             # The work is done in the box grown by what the feather and the colour match's ring reach: the same

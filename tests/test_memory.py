@@ -129,12 +129,44 @@ def test_a_remembered_mouth_meets_the_target_lips_with_no_second_lip(grid_rows) 
 def test_the_memory_stays_within_its_cap_and_keeps_a_spread_of_openings(grid_rows) -> None:
     memory = FaceMemory()
     for _ in range(20):  # the clip seen twenty times over: 1,500 frames
-        for t, crop, points, *_ in grid_rows:
-            memory.observe(crop, points, t)
-    assert 3 <= len(memory) <= 30  # at most ten bands of opening per part
+        for t, crop, points, aus, _ in grid_rows:
+            memory.observe(crop, points, t, aus)
+    # At most ten bands of opening an eye, and for the mouth ten times three bands of AU12 times three of AU26.
+    assert 3 <= len(memory) <= 2 * 10 + 10 * 3 * 3
+    assert len(memory.entries["mouth"]) > len({cell[0] for cell in memory.entries["mouth"]})  # AU bands used
     mouths = sorted(e.opening for e in memory.entries["mouth"].values())
     seen = [opening(points, MOUTH) for _, _, points, *_ in grid_rows]
     assert mouths[0] < 0.05 and mouths[-1] > 0.8 * max(seen)  # from closed to about the widest the clip shows
+
+
+def test_of_two_mouths_as_open_the_one_whose_aus_are_nearer_the_targets_is_put_in(grid_rows) -> None:
+    """Two remembered mouths open alike, one smiling: a target that smiles gets the smiling one, one that does not
+    the other; without target AUs, the nearer opening decides. A held choice is kept for a small change."""
+    from reenact.face.aus import AU_NAMES
+
+    memory = FaceMemory()
+    _, crop, points, aus, _ = max(grid_rows, key=lambda row: opening(row[2], MOUTH))
+    smile = AU_NAMES.index("AU12")
+    plain, smiling = aus.copy(), aus.copy()
+    plain[smile], smiling[smile] = 0.0, 3.0
+    memory.observe(crop, points, 0.0, plain)
+    memory.observe(crop, points, 1.0, smiling)
+    assert len(memory.entries["mouth"]) == 2  # one cell each: the same opening, AU12 in different bands
+    target = opening(points, MOUTH)
+    assert memory.nearest("mouth", target, smiling).time == 1.0
+    assert memory.nearest("mouth", target, plain).time == 0.0
+    assert memory.nearest("mouth", target) is not None
+    painted = np.zeros(crop.shape[:2], np.float32)
+    painted[int(points[13, 1]):int(points[14, 1]) + 1, int(points[78, 0]):int(points[308, 0])] = 1.0
+    compositor = MemoryCompositor(memory)
+    compositor(crop, painted, points, smiling)
+    assert compositor.entry_in_use("mouth").time == 1.0
+    slightly = smiling.copy()
+    slightly[smile] = 1.3  # nearer the plain one now (1.3 against 1.7), but by less than the hold: kept
+    compositor(crop, painted, points, slightly)
+    assert compositor.entry_in_use("mouth").time == 1.0
+    compositor(crop, painted, points, plain)
+    assert compositor.entry_in_use("mouth").time == 0.0
 
 
 def test_with_nothing_near_enough_the_paint_stays(grid_rows) -> None:

@@ -57,6 +57,10 @@ class GeneratorConfig:
     n_pose: int = 0  # 3: the motion also takes a head-pose change (pitch, yaw, roll); 0 in models without it
     flow_fit_iters: int = 0  # corrections that make the dense flow pass through the landmarks' moves (0: plain)
     close_gaps: bool = False  # lids and lips may meet: the flow across each eye and the mouth is remapped by column
+    # The resolution the gaps are remapped at (None: flow_size); the smooth field is splatted at flow_size and
+    # upsampled to it. A narrow eye's lids are a few pixels apart in a 256 px crop, and a flow at half that
+    # resolution cannot bring them together (``probes/transfer_chain.py``, the ``flow`` row).
+    gap_size: int | None = None
     # Per AU, a factor on a change that is asked for (an edit or a preset, not a reading of a driving face) before
     # the motion step moves toward it. The fields are least-squares fits on noisy AU readings, so they carry the
     # motion that goes with a *read* change of one unit, which is less than what goes with an exact one; fitted so
@@ -78,6 +82,11 @@ class GeneratorConfig:
     # The texture step paints only inside the FACS regions of the AUs that change (``reenact.face.regions``): trained
     # on whole faces, it drew a lip-red crescent on the chin for cheek and brow edits on people it never saw.
     texture_regions: bool = False
+
+    @property
+    def field_size(self) -> int:
+        """The size of the motion's dense flow (``MotionNet.field``)."""
+        return self.gap_size if self.close_gaps and self.gap_size else self.flow_size
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -155,11 +164,14 @@ class MotionNet(nn.Module):
         return self.field(landmarks, moves), moves
 
     def field(self, landmarks: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
-        """The dense backward flow (B, 2, flow_size, flow_size) that carries each landmark by its move (B, N, 2):
+        """The dense backward flow (B, 2, field_size, field_size) that carries each landmark by its move (B, N, 2):
         the motion's own moves, or any others (a driving face's, retargeted: ``reenact.retarget``)."""
         points, sigma = landmarks - moves, self.config.flow_sigma
         values = fit_through(points, moves, sigma, self.config.flow_fit_iters)
         flow = splat(points, values, self.config.flow_size, sigma)
+        if self.config.field_size != self.config.flow_size:
+            size = (self.config.field_size,) * 2
+            flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
         if self.config.close_gaps:
             flow = close_gaps(flow, points, moves, rigid_mouth=self.config.mouth_interior)
         return flow
