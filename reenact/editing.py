@@ -82,10 +82,10 @@ class GeneratorEditor:
         # smoothed at 1 Hz, a driving blink reached 0.43 of its AU45 on a still source against 1.14 unsmoothed;
         # beta 100 with the speed at 5 Hz gives 1.07, and the same flicker on steady edits (0.98 of the source's).
         self._aus = OneEuroFilter(min_cutoff=1.0, beta=0.3)
-        self._flow = OneEuroFilter(**_FLOW_FILTER)
+        self._flow = OneEuroFilter(**_FLOW_FILTER, dtype=np.float32)
         # The landmarks' moves, filtered alike, say where the smoothed flow opened the mouth or closed an eye: where
         # the generator paints.
-        self._moves = OneEuroFilter(**_FLOW_FILTER)
+        self._moves = OneEuroFilter(**_FLOW_FILTER, dtype=np.float32)
 
     def reset(self) -> None:
         self._aus.reset()

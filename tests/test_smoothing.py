@@ -102,3 +102,30 @@ def test_rejects_bad_input() -> None:
         f(np.zeros(3), 0.1)
     with pytest.raises(ValueError):
         f(np.array([np.nan, 0.0]), 0.2)
+
+
+def test_the_paper_s_update_in_float64_and_float32_with_outputs_that_stay_the_callers() -> None:
+    """The filter's buffers are reused between samples: every output is still the caller's own, equal to the 1€
+    update written out plainly, and a float32 filter follows the float64 one to float32's precision."""
+    import math
+
+    def alpha(cutoff, dt):
+        return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff) / dt)
+
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(size=(2, 8, 8)) for _ in range(20)]
+    wide, narrow = OneEuroFilter(2.0, 100.0, 5.0), OneEuroFilter(2.0, 100.0, 5.0, dtype=np.float32)
+    x, dx, outputs, expected = samples[0], np.zeros_like(samples[0]), [], []
+    for i, sample in enumerate(samples):
+        t = i / 25
+        if i:
+            dx = dx + alpha(5.0, 1 / 25) * ((sample - x) * 25 - dx)
+            x = x + alpha(2.0 + 100.0 * np.abs(dx), 1 / 25) * (sample - x)
+        got, got32 = wide(sample, t), narrow(sample, t)
+        outputs.append(got)
+        expected.append(x)
+        np.testing.assert_allclose(got, x, rtol=1e-12, atol=1e-12)
+        assert got32.dtype == np.float32
+        np.testing.assert_allclose(got32, x, rtol=1e-4, atol=1e-5)
+    for got, x in zip(outputs, expected):  # no later sample overwrote an earlier output
+        np.testing.assert_allclose(got, x, rtol=1e-12, atol=1e-12)

@@ -244,7 +244,7 @@ _CONTOURS = _contour_index()
 
 def _along_contours(xs: torch.Tensor, contour_x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear ``values`` (M, V, n) along contours with points at ``contour_x`` (M, n), read at the
-    columns ``xs`` (W,): (M, V, W), held at the ends."""
+    columns ``xs`` (W,) or, each contour its own, (M, W): (M, V, W), held at the ends."""
     cx, order = contour_x.sort(dim=1)
     values = values.gather(2, order[:, None].expand_as(values))
     hi = torch.searchsorted(cx, xs.expand(cx.shape[0], -1).contiguous()).clamp(1, cx.shape[1] - 1)
@@ -270,14 +270,15 @@ def _skin_band(y: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, s0: torch.Te
 
 def gap_columns(axis: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, gaps: slice = slice(None),
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each gap's four knots (skin above, upper edge, lower edge, skin below) read at the columns ``axis`` (W,):
-    where they land and where their content comes from, each (B, gaps, 4, W); and the gap's left and right ends
-    (B, gaps, 1). Edges asked to pass each other land where they meet, halfway."""
+    """Each gap's four knots (skin above, upper edge, lower edge, skin below) read at the columns ``axis`` (W,), or
+    each gap at its own (gaps, W): where they land and where their content comes from, each (B, gaps, 4, W); and
+    the gap's left and right ends (B, gaps, 2). Edges asked to pass each other land where they meet, halfway."""
     index = _CONTOURS[gaps].to(points.device)
     b, g, n = points.shape[0], index.shape[0], index.shape[-1]
     at = points[:, index]  # (B, gaps, 4, n, 2): where each contour point lands
     heights = (at[..., 1], (at + moves[:, index])[..., 1])  # its y, and the y its content comes from
-    read = _along_contours(axis, at[..., 0].reshape(-1, n), torch.stack(heights, 3).reshape(-1, 2, n))
+    columns = axis if axis.dim() == 1 else axis[None, :, None].expand(b, -1, 4, -1).reshape(b * g * 4, -1)
+    read = _along_contours(columns, at[..., 0].reshape(-1, n), torch.stack(heights, 3).reshape(-1, 2, n))
     knots, sources = read.reshape(b, g, 4, 2, -1).unbind(3)
     top_y, up_y, low_y, bottom_y = knots.unbind(2)
     crossed = up_y > low_y  # the motion asks the edges to pass each other: they meet halfway
@@ -303,7 +304,8 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, ri
     squeezed (or stretched) evenly, above and below the skin follows (``_skin_band``); edges asked to pass each
     other meet halfway. At the outer knots the field is kept, so the remapped band joins it without a seam; it
     fades out towards the corners, where the edges meet anyway. Only samples with some motion change, so no motion
-    stays exactly no flow. All gaps are done at once, each over the grid rows its band spans only.
+    stays exactly no flow. All gaps are done at once, each over the grid rows its band spans and the columns between
+    its ends only.
 
     ``rigid_mouth``: a mouth that opens wider than the source's does not stretch what it shows (teeth came out
     tall): the upper half of its content moves with the upper lip, the lower half with the lower lip, and the
@@ -311,12 +313,21 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, ri
     """
     b, _, h, w = flow.shape
     axis = normalise(torch.arange(w, device=flow.device, dtype=flow.dtype), w)
-    knots, sources, ends = gap_columns(axis, points, moves)
+    # Only the grid columns between each gap's ends are worked on (the fade below is nothing past them): a window
+    # of columns per gap, as wide as the widest (the mouth's). At a 256² grid, a third of the work of every column.
+    ends_x = points[:, _CONTOURS[:, 1].to(points.device), 0]  # (B, gaps, n): the upper edges, where they land
+    first = denormalise(ends_x.amin(dim=(0, 2)), w).floor().long().clamp(0, w - 1)  # (gaps,)
+    last = denormalise(ends_x.amax(dim=(0, 2)), w).ceil().long().clamp(0, w - 1)
+    cols = first[:, None] + torch.arange(int((last - first).max()) + 1, device=flow.device)  # (gaps, C)
+    inside_cols = cols < w
+    cols = cols.clamp(max=w - 1)
+    x = axis[cols]  # (gaps, C): those columns' x
+    knots, sources, ends = gap_columns(x, points, moves)
     top_y, up_y, low_y, bottom_y = knots.unbind(2)
     fy = flow[:, 1]
 
-    def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at (each column, y): (B, gaps, W)
-        points = torch.stack([axis.expand_as(y), y], dim=-1).reshape(b, -1, 2)
+    def field_at(y: torch.Tensor) -> torch.Tensor:  # the field's own source y at (each column, y): (B, gaps, C)
+        points = torch.stack([x.expand_as(y), y], dim=-1).reshape(b, -1, 2)
         return y + sample_at(flow[:, 1:], points).reshape(y.shape)
 
     tk, uk, lk, bk = (k[:, :, None] for k in (top_y, up_y, low_y, bottom_y))  # (B, gaps, 1, W)
@@ -328,7 +339,7 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, ri
     inside_grid = rows < h
     rows = rows.clamp(max=h - 1)
     y = axis[rows][None, :, :, None]  # (1, gaps, L, 1): those rows' y
-    window = fy[:, rows]  # (B, gaps, L, W)
+    window = fy[:, rows[:, :, None], cols[:, None, :]]  # (B, gaps, L, C)
     above = _skin_band(y, tk, uk, ts, us)
     inside = us + (y - uk) * (ls - us) / (lk - uk).clamp(min=1e-4)
     if rigid_mouth:
@@ -340,13 +351,16 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, ri
     remapped = torch.where(y < uk, above, torch.where(y <= lk, inside, below)) - y
     # Across the gap's width: full in the middle, fading to nothing over the outer sixth on each side.
     left, right = ends[..., :1], ends[..., 1:]
-    t = (axis - left) / (right - left).clamp(min=1e-6)
+    t = (x - left) / (right - left).clamp(min=1e-6)
     fade = (torch.minimum(t, 1 - t) * 6).clamp(0, 1)
-    fade = (fade * fade * (3 - 2 * fade))[:, :, None]  # (B, gaps, 1, W)
+    fade = (fade * fade * (3 - 2 * fade))[:, :, None]  # (B, gaps, 1, C)
     moving = (moves.abs().flatten(1).amax(dim=1) > 0).to(flow.dtype)[:, None, None, None]
-    weight = ((y >= tk) & (y <= bk) & inside_grid[None, :, :, None]) * fade * moving
-    change = ((remapped - window) * weight).flatten(1, 2)  # (B, gaps * L, W)
-    fy = fy.index_add(1, rows.flatten(), change.to(fy.dtype))  # gaps sharing rows (the eyes) touch different columns
+    inside_window = inside_grid[:, :, None] & inside_cols[:, None, :]  # (gaps, L, C)
+    weight = ((y >= tk) & (y <= bk) & inside_window[None]) * fade * moving
+    change = ((remapped - window) * weight).flatten(1)  # (B, gaps * L * C)
+    # Windows that overlap (the eyes', as wide as the mouth's) add nothing outside their own gap: its fade is 0.
+    cells = (rows[:, :, None] * w + cols[:, None, :]).flatten()
+    fy = fy.flatten(1).index_add(1, cells, change.to(fy.dtype)).view(b, h, w)
     return torch.stack([flow[:, 0], fy], dim=1)
 
 
