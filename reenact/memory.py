@@ -8,9 +8,8 @@ mouth's shaping AUs, the one nearest the cell's middle): bounded however long th
 puts the entry nearest the *target* (its opening and AUs) where the generator painted (a mouth opened past what
 the frame shows, lids that meet: the whole inner mouth, or the whole eye between the skin lines above and below
 it), warped onto the target contour (an affine fit of the entry's lip or lid landmarks onto the target's), matched
-in colour to the frame around it and blended with a feathered mask; the
-paint stays where the memory has nothing near enough. The choice of entry holds until another is clearly nearer,
-so a steady edit keeps a still mouth.
+in colour to the frame around it and blended with a feathered mask; the paint stays where the memory has nothing
+near enough. The choice of entry holds until another is clearly nearer, so a steady edit keeps a still mouth.
 """
 
 from __future__ import annotations
@@ -209,7 +208,7 @@ class MemoryCompositor:
         """``image`` (S, S, 3) uint8, the edit, with remembered parts put where ``painted`` (S, S) says the edit
         painted, onto the parts as the edit's landmarks ``points`` (478, 2, crop pixels) place them, each the entry
         nearest the target's opening and ``aus`` (the AUs the edit aims at; None: the opening alone); and where the
-        crop is now new content (the paint's mask, grown where a mouth was replaced whole)."""
+        crop is now new content (the paint's mask, grown where a mouth or an eye was replaced whole)."""
         if not len(self.memory) or not painted.any():
             return image, painted
         out = image.copy()
