@@ -45,6 +45,7 @@ from reenact.memory import (
     fit_points,
     fitted_affine,
     opening,
+    outline,
 )
 from reenact.model.coords import denormalise, normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
@@ -72,12 +73,10 @@ def clip_frames(path: Path):
 
 
 def region(points: np.ndarray, part: int) -> np.ndarray:
-    """(S, S) bool: inside a part's gap (the inner mouth) or, for an eye, between the rings above and below it."""
-    above, upper, lower, below = GAP_CONTOURS[part]
-    top, bottom = (upper, lower) if part == MOUTH else (above, below)
-    ring = np.concatenate([points[list(top)], points[list(bottom)][::-1]])
+    """(S, S) bool: what the memory replaces (``reenact.memory.outline``): the inner mouth or, for an eye, between
+    the rings above and below it."""
     mask = np.zeros((SIZE, SIZE), np.uint8)
-    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(outline(points, part)).astype(np.int32)], 1)
     return mask.astype(bool)
 
 

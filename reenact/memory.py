@@ -36,6 +36,9 @@ _NEAR_ENOUGH = {"right eye": 0.08, "left eye": 0.08, "mouth": 0.15}  # farther t
 _CELL_AUS = {"right eye": (), "left eye": (), "mouth": ("AU12", "AU26")}
 _PICK_AUS = {"right eye": (), "left eye": (), "mouth": ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23",
                                                        "AU25", "AU26")}
+# The same as indices into an AU vector, once (the compositor weighs every entry on every frame).
+_CELL_INDEX = {name: [AU_NAMES.index(au) for au in aus] for name, aus in _CELL_AUS.items()}
+_PICK_INDEX = {name: [AU_NAMES.index(au) for au in aus] for name, aus in _PICK_AUS.items()}
 _AU_EDGES = np.array([1.0, 2.5])  # an AU's bands: under 1, 1 to 2.5, above
 _AU_MIDDLES = np.array([0.5, 1.75, 3.5])
 _OPENING_STEP = 0.05  # an opening difference of this much weighs as much as one AU unit
@@ -140,16 +143,12 @@ class FaceMemory:
         return min(entries, key=lambda e: distance(name, e, target, aus)) if entries else None
 
 
-def _au_index(names: tuple[str, ...]) -> list[int]:
-    return [AU_NAMES.index(n) for n in names]
-
-
 def _cell(name: str, value: float, aus: np.ndarray | None) -> tuple[int, ...]:
     """The memory's cell for a part with this opening (and AUs): its band of opening, then a band per cell AU."""
     band = min(int(value / _TOP_OPENING[name] * _BANDS), _BANDS - 1)
-    if aus is None or not _CELL_AUS[name]:
+    if aus is None or not _CELL_INDEX[name]:
         return (band,)
-    return (band, *(int(b) for b in np.digitize(aus[_au_index(_CELL_AUS[name])], _AU_EDGES)))
+    return (band, *(int(b) for b in np.digitize(aus[_CELL_INDEX[name]], _AU_EDGES)))
 
 
 def _off_middle(name: str, cell: tuple[int, ...], value: float, aus: np.ndarray | None) -> float:
@@ -157,7 +156,7 @@ def _off_middle(name: str, cell: tuple[int, ...], value: float, aus: np.ndarray 
     middle = (cell[0] + 0.5) * _TOP_OPENING[name] / _BANDS
     off = ((value - middle) / _OPENING_STEP) ** 2
     if len(cell) > 1 and aus is not None:
-        off += float(np.sum((aus[_au_index(_CELL_AUS[name])] - _AU_MIDDLES[list(cell[1:])]) ** 2))
+        off += float(np.sum((aus[_CELL_INDEX[name]] - _AU_MIDDLES[list(cell[1:])]) ** 2))
     return off
 
 
@@ -165,10 +164,18 @@ def distance(name: str, entry: MemoryEntry, target: float, aus: np.ndarray | Non
     """How far an entry of part ``name`` is from a target opening and AUs: the opening in steps of
     ``_OPENING_STEP`` and the part's AUs in units, together (the opening alone where either has no AUs)."""
     off = ((entry.opening - target) / _OPENING_STEP) ** 2
-    if aus is not None and entry.aus is not None and _PICK_AUS[name]:
-        index = _au_index(_PICK_AUS[name])
+    index = _PICK_INDEX[name]
+    if aus is not None and entry.aus is not None and index:
         off += float(np.sum((entry.aus[index] - aus[index]) ** 2))
     return off**0.5
+
+
+def outline(points: np.ndarray, part: int) -> np.ndarray:
+    """(K, 2) the closed outline of what a remembered part replaces, on the landmarks ``points``: the inner mouth
+    (inside the lips), or a whole eye (between the skin lines above and below its lids)."""
+    above, upper, lower, below = GAP_CONTOURS[part]
+    top, bottom = (upper, lower) if part == MOUTH else (above, below)
+    return np.concatenate([points[list(top)], points[list(bottom)][::-1]])
 
 
 def _box(points: np.ndarray, part: int, size: int) -> tuple[int, int, int, int] | None:
@@ -237,10 +244,7 @@ class MemoryCompositor:
             # their own from the skin line above the lids to the one below, lashes and creases with it. Put only
             # where the paint went, the remembered lid met the warped lower lid: on held-out blinks 1.0 dB closer to
             # the real one than the paint, against 2.0 dB for the whole eye (``probes/face_memory.py``).
-            _, upper, lower, _ = GAP_CONTOURS[part]
-            top, bottom = (upper, lower) if part == MOUTH else (GAP_CONTOURS[part][0], GAP_CONTOURS[part][3])
-            ring = np.concatenate([local[list(top)], local[list(bottom)][::-1]])
-            cv2.fillPoly(mask, [np.round(ring * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+            cv2.fillPoly(mask, [np.round(outline(local, part) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
             mask = cv2.GaussianBlur(mask, (0, 0), _FEATHER) * strength
             inside = np.zeros_like(mask)
             inside[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0] = 1.0

@@ -268,6 +268,12 @@ def _skin_band(y: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, s0: torch.Te
     return (2 * u3 - 3 * u2 + 1) * s0 + (u3 - 2 * u2 + u) * slope + (3 * u2 - 2 * u3) * s1 + (u3 - u2) * slope
 
 
+def gap_ends(points: torch.Tensor, gaps: slice = slice(None)) -> torch.Tensor:
+    """Each gap's left and right ends (B, gaps, 2): the extremes of its upper edge, where its landmarks land."""
+    edge_x = points[:, _CONTOURS[gaps, 1].to(points.device), 0]  # (B, gaps, n)
+    return torch.stack([edge_x.amin(dim=2), edge_x.amax(dim=2)], dim=2)
+
+
 def gap_columns(axis: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, gaps: slice = slice(None),
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each gap's four knots (skin above, upper edge, lower edge, skin below) read at the columns ``axis`` (W,), or
@@ -285,9 +291,7 @@ def gap_columns(axis: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, g
     meet = (up_y + low_y) / 2
     up_y, low_y = torch.where(crossed, meet, up_y), torch.where(crossed, meet, low_y)
     top_y, bottom_y = torch.minimum(top_y, up_y - 1e-4), torch.maximum(bottom_y, low_y + 1e-4)
-    gap_x = at[:, :, 1, :, 0]
-    ends = gap_x.amin(dim=2, keepdim=True), gap_x.amax(dim=2, keepdim=True)
-    return torch.stack([top_y, up_y, low_y, bottom_y], 2), sources, torch.cat(ends, 2)
+    return torch.stack([top_y, up_y, low_y, bottom_y], 2), sources, gap_ends(points, gaps)
 
 
 MOUTH = len(GAP_CONTOURS) - 1  # the mouth is the last gap
@@ -315,14 +319,14 @@ def close_gaps(flow: torch.Tensor, points: torch.Tensor, moves: torch.Tensor, ri
     axis = normalise(torch.arange(w, device=flow.device, dtype=flow.dtype), w)
     # Only the grid columns between each gap's ends are worked on (the fade below is nothing past them): a window
     # of columns per gap, as wide as the widest (the mouth's). At a 256² grid, a third of the work of every column.
-    ends_x = points[:, _CONTOURS[:, 1].to(points.device), 0]  # (B, gaps, n): the upper edges, where they land
-    first = denormalise(ends_x.amin(dim=(0, 2)), w).floor().long().clamp(0, w - 1)  # (gaps,)
-    last = denormalise(ends_x.amax(dim=(0, 2)), w).ceil().long().clamp(0, w - 1)
+    ends = gap_ends(points)  # (B, gaps, 2)
+    first = denormalise(ends[..., 0].amin(dim=0), w).floor().long().clamp(0, w - 1)  # (gaps,)
+    last = denormalise(ends[..., 1].amax(dim=0), w).ceil().long().clamp(0, w - 1)
     cols = first[:, None] + torch.arange(int((last - first).max()) + 1, device=flow.device)  # (gaps, C)
     inside_cols = cols < w
     cols = cols.clamp(max=w - 1)
     x = axis[cols]  # (gaps, C): those columns' x
-    knots, sources, ends = gap_columns(x, points, moves)
+    knots, sources, _ = gap_columns(x, points, moves)
     top_y, up_y, low_y, bottom_y = knots.unbind(2)
     fy = flow[:, 1]
 
