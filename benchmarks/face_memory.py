@@ -8,8 +8,8 @@ the edit from the kept track) against `--no-memory` (today's single pass), best 
 With ``--before DIR`` (a checkout of an earlier reenact, e.g. ``git worktree add ../before 8e04e3c``, the last
 commit before the memory): the whole ``reenact edit`` command, start-up included, of that checkout (its one pass)
 against this one's, with the memory and with ``--no-memory``, alternated.
-Usage: python benchmarks/face_memory.py CLIP [--size 640x480] [--seconds 10] [--preset surprised] [--repeat 2]
-       [--before DIR]
+Usage: python benchmarks/face_memory.py CLIP [--size 640x480] [--seconds 10] [--preset surprised | --au AU45=+3]
+       [--repeat 2] [--before DIR]
 """
 
 from __future__ import annotations
@@ -61,16 +61,19 @@ def main() -> None:
     parser.add_argument("clip", type=Path)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--preset", default="surprised")
+    parser.add_argument("--preset", help="the edit (default surprised, which opens the mouth)")
+    parser.add_argument("--au", action="append", default=[], help="an AU edit instead, e.g. AU45=+3 (closes the eyes)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--before", type=Path, help="a checkout of an earlier reenact to time the whole command of")
     args = parser.parse_args()
+    if args.preset is None and not args.au:
+        args.preset = "surprised"
     size = tuple(int(v) for v in args.size.split("x"))
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         clip = resized_loop(args.clip, Path(tmp) / "clip.mp4", size, args.seconds)
         frames = probe(clip).frame_count
-        target = ExpressionTarget(preset=args.preset)
+        target = ExpressionTarget(edits=tuple(args.au), preset=args.preset)
         best: dict[str, float] = {}
         totals: dict[str, float] = defaultdict(float)
         for _ in range(args.repeat):
@@ -79,7 +82,7 @@ def main() -> None:
                 with timed_parts(totals, MEMORY_PARTS) if memory else contextlib.nullcontext():
                     edit_expression(clip, Path(tmp) / "out.mp4", target, GeneratorOptions(memory=memory))
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
-    print(f"{args.clip.name} as {args.size}, {frames} frames, --preset {args.preset}, best of {args.repeat}:")
+    print(f"{args.clip.name} as {args.size}, {frames} frames, {' '.join(edit_args(args))}, best of {args.repeat}:")
     for name, seconds in best.items():
         print(f"  {name:32s} {seconds:7.2f} s  {frames / seconds:6.1f} fps")
     one, two = best["one pass, paint (--no-memory)"], best["first pass + edit, memory"]
@@ -89,6 +92,11 @@ def main() -> None:
           f"composite {1000 * totals['composite'] / runs:.2f} ms (edit)")
     if args.before is not None:
         whole_commands(args, size)
+
+
+def edit_args(args) -> list[str]:
+    """The edit as `reenact edit` options."""
+    return (["--preset", args.preset] if args.preset else []) + [f"--au={edit}" for edit in args.au]
 
 
 def whole_commands(args, size: tuple[int, int]) -> None:
@@ -104,9 +112,8 @@ def whole_commands(args, size: tuple[int, int]) -> None:
                 out = Path(tmp) / "out.mp4"
                 out.unlink(missing_ok=True)
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "reenact", "edit", str(clip), "-o", str(out), "--preset",
-                                args.preset, "--quiet", *extra], cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)},
-                               check=True)
+                subprocess.run([sys.executable, "-m", "reenact", "edit", str(clip), "-o", str(out), *edit_args(args),
+                                "--quiet", *extra], cwd=tree, env=os.environ | {"PYTHONPATH": str(tree)}, check=True)
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
     print(f"the whole command, start-up included, best of {args.repeat}:")
     for name, seconds in best.items():

@@ -13,7 +13,10 @@ each face and its edit.
 ``transfers``: ``reenact transfer`` of held-out clips (a still frame and the clip itself) driven by other
 held-out people's clips. Per region (brows, lids, mouth corners, lips, jaw), the output's landmark motion
 (MediaPipe on the output, from the source's own) against the driver's motion retargeted to the source: the
-correlation over frames and the amplitude (projection) ratio, and the amplitude as the pixels show it (patch
+correlation over frames and the amplitude (projection) ratio; the same read without the stabilising similarity
+(``raw_``: the output frame keeps the source frame's head in place, so its landmarks are compared with the
+source frame's directly, through that frame's alignment: on a warp of known motion, ``probes/transfer_chain.py``,
+the similarity takes a share of the jaw's and brows' motion out of MediaPipe's reading); and the amplitude as the pixels show it (patch
 matching on every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean
 correlation over the driver's active AUs (per AU, and for still and video sources apart), and against what a
 relative transfer asks (``au_corr_relative``: the source's own AUs plus the driver's rise from its rest; a video
@@ -224,8 +227,10 @@ def edits(args) -> dict:
     return rows
 
 
-def _aligned_track(path: Path, crop_size: int = 256):
-    """Per frame of a video: (times, normalised aligned landmarks (or None), AUs (or None)), as the pipeline sees it."""
+def _aligned_track(path: Path, crop_size: int = 256, frame_points: list | None = None):
+    """Per frame of a video: (times, normalised aligned landmarks (or None), AUs (or None), crops (or None)), as the
+    pipeline sees it. ``frame_points``: a list to append, per frame, (the landmarks in frame pixels, the alignment)
+    to, or None where no face was found."""
     from reenact.face.align import FaceAligner
     from reenact.face.tracker import FaceTracker
     from reenact.pipeline import AlignStage, TrackStage, stream
@@ -239,6 +244,8 @@ def _aligned_track(path: Path, crop_size: int = 256):
             points.append(normalise(state.alignment.to_crop(state.face.xy), crop_size) if found else None)
             aus.append(blendshapes_to_aus(state.face.blendshapes) if found else None)
             crops.append(state.crop if found else None)
+            if frame_points is not None:
+                frame_points.append((state.face.xy, state.alignment) if found else None)
     return np.array(times), points, aus, crops
 
 
@@ -299,7 +306,7 @@ def transfers(args) -> dict:
                                    | {"driver": driver.stem, "source": source.stem, "kind": kind})
                     print(json.dumps(results[-1]), flush=True)
     summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3)
-                        for m in ("corr", "amp", "pixel_amp")} for region in TRANSFER_REGIONS}
+                        for m in ("corr", "amp", "raw_corr", "raw_amp", "pixel_amp")} for region in TRANSFER_REGIONS}
     for key in ("au_corr", "au_corr_relative"):
         summary[key] = round(float(np.nanmean([r[key] for r in results])), 3)
         for kind in ("still", "video"):
@@ -311,17 +318,22 @@ def transfers(args) -> dict:
 
 def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter) -> dict:
     """One transfer's figures (see the module's docstring)."""
-    t_out, p_out, a_out, c_out = _aligned_track(out)
-    t_src, p_src, a_src, c_src = _aligned_track(src)
+    f_out, f_src = [], []
+    t_out, p_out, a_out, c_out = _aligned_track(out, frame_points=f_out)
+    t_src, p_src, a_src, c_src = _aligned_track(src, frame_points=f_src)
     # The driver's motion as MediaPipe read it (the issue's measure), not as the transfer carries it.
     retarget = Retargeter(track.motion(pose_basis, as_read=True))
-    wanted, got, pixels, read, drove, relative, apart = [], [], [], [], [], [], []
+    wanted, got, raw, pixels, read, drove, relative, apart = [], [], [], [], [], [], [], []
     for i, t in enumerate(t_out):
         j = 0 if kind == "still" else min(i, len(p_src) - 1)
         if p_out[i] is None or p_src[j] is None:
             continue
         wanted.append(-retarget(p_src[j], t))
         got.append(stabilise(p_out[i][None].astype(np.float64), p_src[j].astype(np.float64))[0] - p_src[j])
+        # The same without the stabilising similarity: the output frame keeps the source frame's head where it
+        # was, so its landmarks are compared with the source's in place, both through the source frame's alignment.
+        alignment = f_src[j][1]
+        raw.append(normalise(alignment.to_crop(f_out[i][0]), 256) - normalise(alignment.to_crop(f_src[j][0]), 256))
         if i % 5 == 0:  # what the pixels did, read without MediaPipe (every fifth frame: it is slow)
             points = (p_src[j] + 1) / 2 * 256 - 0.5
             pixels.append((wanted[-1], patch_motion(c_src[j], c_out[i], points) / 128))
@@ -333,16 +345,19 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
             d = meter.distance(c_src[j].transpose(2, 0, 1) / 255.0, c_out[i].transpose(2, 0, 1) / 255.0)
             if d is not None:
                 apart.append(d)
-    wanted, got = np.array(wanted), np.array(got)
+    wanted, got, raw = np.array(wanted), np.array(got), np.array(raw)
     row = {}
     for region, index in TRANSFER_REGIONS.items():
         w = wanted[:, list(index)] - wanted[:, list(index)].mean(axis=0)
         g = got[:, list(index)] - got[:, list(index)].mean(axis=0)
+        r = raw[:, list(index)] - raw[:, list(index)].mean(axis=0)
         pw = np.concatenate([p[0][list(index)] for p in pixels])
         pm = np.concatenate([p[1][list(index)] for p in pixels])
         ok = ~np.isnan(pm).any(axis=1)
         row[region] = {"corr": round(float(np.corrcoef(w.ravel(), g.ravel())[0, 1]), 3),
                        "amp": round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
+                       "raw_corr": round(float(np.corrcoef(w.ravel(), r.ravel())[0, 1]), 3),
+                       "raw_amp": round(float(r.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
                        "pixel_amp": round(float(pm[ok].ravel() @ pw[ok].ravel() / (pw[ok].ravel() @ pw[ok].ravel())), 3)}
     read, drove, relative = np.array(read), np.array(drove), np.array(relative)
     active = np.percentile(drove, 95, axis=0) - np.percentile(drove, 5, axis=0) >= 0.5

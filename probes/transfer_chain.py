@@ -7,6 +7,9 @@ amplitude (projection) ratio against the driving motion retargeted to the source
 - ``crop raw`` / ``crop``: MediaPipe's landmarks on the warped crop, raw (the crop keeps the source's alignment) and
   stabilised as ``full_strength`` does;
 - ``frame``: MediaPipe on the frame after the paste-back, cut with the source's alignment, stabilised.
+With each, the correlation over the driving times: how closely MediaPipe's reading of a warp that carries a known
+motion follows that motion (the ceiling of ``full_strength``'s correlation for any transfer that moves the pixels
+as asked, where a region's motion is a pixel or less).
 
 Usage: python probes/transfer_chain.py SOURCE_CLIP DRIVING_CLIP [--times 30] [--model default]
        (e.g. ../shared/data/train/dpe/s.mp4 ../shared/data/train/liveportrait/d8.mp4)
@@ -77,14 +80,17 @@ def main() -> None:
                 pairs[key].append((wanted, stabilise(points[None], read)[0] - read))
                 if key == "crop":
                     pairs["crop raw"].append((wanted, points - read))
-    print(f"{args.source.name} driven by {args.driving.name}, {args.times} driving times: delivered / asked")
+    print(f"{args.source.name} driven by {args.driving.name}, {args.times} driving times: delivered / asked, and "
+          "the correlation of the two over the driving times (each landmark's mean taken out, as full_strength does)")
     for key, rows in pairs.items():
-        ratios = {}
+        ratios, corrs = {}, {}
         for region, index in TRANSFER_REGIONS.items():
-            w = np.concatenate([a[list(index)].ravel() for a, _ in rows])
-            g = np.concatenate([b[list(index)].ravel() for _, b in rows])
-            ratios[region] = round(float(g @ w / (w @ w)), 2)
+            w = np.stack([a[list(index)] for a, _ in rows])
+            g = np.stack([b[list(index)] for _, b in rows])
+            ratios[region] = round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 2)
+            corrs[region] = round(float(np.corrcoef((w - w.mean(axis=0)).ravel(), (g - g.mean(axis=0)).ravel())[0, 1]), 2)
         print(f"  {key:9s} {ratios}")
+        print(f"  {'':9s} correlation {corrs}")
 
 
 if __name__ == "__main__":

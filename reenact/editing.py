@@ -145,10 +145,11 @@ class GeneratorEditor:
             weight = float(self.fade(t))
             goal = source + weight * (goal - source)
         points = alignment.to_crop(face.xy)
+        pose = np.array(face.head_pose_degrees(), np.float32)
         if self.memory is not None:
-            # A live memory: its entries are indexed by the frame's AUs; the own motion is a file job's, not learned
-            # here (it needs the head pose, not given).
-            self.memory.observe(crop, points, t, source)
+            # A live memory: its entries are indexed by the frame's AUs and head pitch. Its own motion learns too
+            # but is not used: that is a file job's, fitted on a whole first pass.
+            self.memory.observe(crop, points, t, source, pose)
         normalised = normalise(points, size).astype(np.float32)
         turn = None if self.head_turn is None else (weight * self.head_turn(t)).astype(np.float32)
         turned = turn is not None and bool(np.any(turn != 0))
@@ -158,7 +159,7 @@ class GeneratorEditor:
                     torch.from_numpy(source)[None].to(self.device), torch.from_numpy(goal)[None].to(self.device),
                     torch.from_numpy(turn)[None].to(self.device) if turned else None,
                     None if given is None else torch.from_numpy(given.astype(np.float32))[None].to(self.device),
-                    change)
+                    change, pose + turn if turned else pose)
 
     def _move(self, asks: list[_Ask]) -> None:
         """Each frame's flow and landmark moves: given moves splatted, else the motion step's for the AU change (and
@@ -205,9 +206,10 @@ class GeneratorEditor:
             return edited
         image, replaced = edited.image, edited.replaced
         if self.compositor is not None and replaced is not None:
-            image, replaced = self.compositor(image, replaced, edited.moved, edited.aus)
+            pitch = None if edited.pose is None else float(edited.pose[0])
+            image, replaced = self.compositor(image, replaced, edited.moved, edited.aus, pitch)
         return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference,
-                          edited.aus)
+                          edited.aus, edited.pose)
 
 
 @dataclass(eq=False)
@@ -223,6 +225,7 @@ class _Ask:
     turn: torch.Tensor | None  # (1, 3) the head turn to follow, degrees; None for none
     given: torch.Tensor | None  # (1, 478, 2) the landmarks' moves to make, in place of the motion step's
     change: bool
+    pose: np.ndarray  # (3,) the head's pitch, yaw and roll in the edit, degrees (the frame's, turned as asked)
     flow: torch.Tensor | None = None
     moves: torch.Tensor | None = None
     still: bool = False  # nothing to do: the crop is given back as it is
@@ -237,7 +240,7 @@ class _Ask:
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         landed = denormalise((self.landmarks - self.moves)[0].cpu().numpy(), self.size)
         self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped),
-                                 self.tgt[0].cpu().numpy())
+                                 self.tgt[0].cpu().numpy(), self.pose)
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:

@@ -180,6 +180,7 @@ class EditedCrop:
     reference: np.ndarray | None = None  # (S, S, 3) the source warped as the edit warped it: what the colour match
     # compares the edit with (the same content in the same place); None compares with the crop as it was
     aus: np.ndarray | None = None  # (17,) the AUs the edit aims at: the face memory's entries are chosen by them
+    pose: np.ndarray | None = None  # (3,) the head's pitch, yaw and roll in the edit, degrees: and by its pitch
 
 
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
