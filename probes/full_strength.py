@@ -184,7 +184,8 @@ def edits(args) -> dict:
             for name, target in asks.items():
                 aus = EDITS.get(name, ())
                 ks = [AU_NAMES.index(a) for a in aus]
-                figures: dict[str, list[float]] = {k: [] for k in ("asked", "patch", "found", "identity", "band", "red")}
+                figures: dict[str, list[float]] = {k: [] for k in ("asked", "patch", "found", "found_raw", "identity", "band",
+                                                                   "red")}
                 tiles = []
                 for image, face, alignment, crop, src_xy in sources:
                     editor = GeneratorEditor(model, target, smooth=False, threads=None)
@@ -213,6 +214,9 @@ def edits(args) -> dict:
                     figures["patch"].append(nan_ratio(region, patch_motion(crop, out_crop, src_xy) / (size / 2), ref))
                     moved = stabilise(normalise(out_xy, size)[None], src)[0] - src
                     figures["found"].append(ratio_in(region, moved, ref))
+                    # The same without the stabilising similarity: the edit is cut with the source's own alignment,
+                    # so its landmarks and the source's are in one frame already.
+                    figures["found_raw"].append(ratio_in(region, normalise(out_xy, size) - src, ref))
                 row = {k: round(float(np.nanmean(v)), 3) for k, v in figures.items() if v}
                 row |= {"band_max": round(float(np.nanmax(figures["band"])), 3),
                         "red_max": round(float(np.nanmax(figures["red"])), 2), "faces": len(figures["band"])}
