@@ -10,7 +10,8 @@ the generator painted (a mouth opened past what
 the frame shows, lids that meet: the whole inner mouth, or the whole eye between the skin lines above and below
 it), warped onto the target contour (an affine fit of the entry's lip or lid landmarks onto the target's), matched
 in colour to the frame around it and blended with a feathered mask; the paint stays where the memory has nothing
-near enough. The choice of entry holds until another is clearly nearer, so a steady edit keeps a still mouth.
+near enough. The choice of entry holds until another is clearly nearer, so a steady edit keeps a still mouth, and
+where it does change, the entry left fades out over a few frames.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ _PITCHED = {"right eye": True, "left eye": True, "mouth": False}
 _PITCH_STEP = 5.0  # degrees of pitch a band
 _PITCH_UNIT = 2.5  # a pitch difference of this many degrees weighs as much as one AU unit
 _PITCH_SPAN = 45.0  # pitches past this many degrees share the outermost bands: the memory stays bounded
-_HOLD = 0.6  # the entry in use is kept unless another is nearer the target by this much (0.03 of opening: no flicker)
+# The entry in use is kept unless another is nearer the target by this much (for the mouth, 0.03 of opening): a
+# steady edit keeps one entry. An eye's is wider: a talking head nods by a few degrees, and with the mouth's hold a
+# steady blink edit of a nodding held-out speaker (``ST-happyenglish``) changed its remembered eyes every 10th
+# frame; with this one, every 25th, where her head had turned by 5 degrees or more.
+_HOLD = {"right eye": 2.0, "left eye": 2.0, "mouth": 0.6}
+_FADE_FRAMES = 4  # where the entry in use changes, the one left fades out over this many frames: no pop
 _MARGIN = 0.35  # a patch reaches this share of the part's width past its contours
 _FEATHER = 1.5  # pixels of blur on the blend mask
 _RING_KERNEL = np.ones((9, 9), np.uint8)  # the colour match's ring: this far outside the blend
@@ -217,9 +223,15 @@ class MemoryCompositor:
     def __init__(self, memory: FaceMemory) -> None:
         self.memory = memory
         self._using: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
+        # The last entry chosen per part, kept through frames where nothing is painted (the source's own blink in a
+        # steady blink edit): the same entry comes back after them, unless another is clearly nearer.
+        self._held: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
+        self._leaving: dict[str, tuple[MemoryEntry, int] | None] = {name: None for name in PARTS}  # entry, frames left
 
     def reset(self) -> None:
         self._using = {name: None for name in PARTS}
+        self._held = {name: None for name in PARTS}
+        self._leaving = {name: None for name in PARTS}
 
     def entry_in_use(self, name: str) -> MemoryEntry | None:
         """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
@@ -227,11 +239,15 @@ class MemoryCompositor:
 
     def _choose(self, name: str, target: float, aus: np.ndarray | None, pitch: float | None) -> MemoryEntry | None:
         best = self.memory.nearest(name, target, aus, pitch)
-        held = self._using[name]
+        held = self._held[name]
         if held is not None and best is not None and abs(held.opening - target) <= _NEAR_ENOUGH[name] \
-                and distance(name, held, target, aus, pitch) <= distance(name, best, target, aus, pitch) + _HOLD:
+                and distance(name, held, target, aus, pitch) <= distance(name, best, target, aus, pitch) + _HOLD[name]:
             best = held
         self._using[name] = best
+        if best is not None:
+            if held is not None and best is not held:
+                self._leaving[name] = (held, _FADE_FRAMES)
+            self._held[name] = best
         return best
 
     def __call__(self, image: np.ndarray, painted: np.ndarray, points: np.ndarray, aus: np.ndarray | None = None,
@@ -253,7 +269,7 @@ class MemoryCompositor:
             x0, y0, x1, y1 = box
             strength = float(painted[y0:y1, x0:x1].max())
             if strength <= 0.01:
-                self._using[name] = None
+                self._using[name] = self._leaving[name] = None
                 continue
             entry = self._choose(name, opening(points, part), aus, pitch)
             if entry is None:
@@ -277,6 +293,13 @@ class MemoryCompositor:
             layer = _warped(entry, local, part, mask.shape[::-1])
             if layer is None:
                 continue
+            leaving = self._leaving[name]
+            if leaving is not None:  # the entry just left, fading out
+                old, frames = leaving
+                old_layer = _warped(old, local, part, mask.shape[::-1])
+                if old_layer is not None:
+                    layer += (old_layer - layer) * (frames / (_FADE_FRAMES + 1))
+                self._leaving[name] = (old, frames - 1) if frames > 1 else None
             under = out[region].astype(np.float32)
             layer = _colour_matched(layer, under, mask)
             under += (layer - under) * mask[..., None]

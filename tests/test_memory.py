@@ -188,6 +188,37 @@ def test_of_two_mouths_as_open_the_one_whose_aus_are_nearer_the_targets_is_put_i
     assert compositor.entry_in_use("mouth").time == 0.0
 
 
+def test_a_change_of_entry_fades_over_a_few_frames(grid_rows) -> None:
+    """Where the mouth in use changes (a smiling target, then one that does not smile), the one left fades out over
+    a few frames: the first frame after the change lies between the two mouths, and the last is the new one alone."""
+    from reenact.face.aus import AU_NAMES
+    from reenact.memory import _FADE_FRAMES
+
+    memory = FaceMemory()
+    rows = sorted(grid_rows, key=lambda row: opening(row[2], MOUTH))
+    (_, crop, points, aus, _), (_, other, other_points, *_) = rows[-1], rows[-2]
+    smile = AU_NAMES.index("AU12")
+    plain, smiling = aus.copy(), aus.copy()
+    plain[smile], smiling[smile] = 0.0, 3.0
+    memory.observe(crop, points, 0.0, plain)
+    memory.observe(other, other_points, 1.0, smiling)  # another frame's mouth: the two entries look different
+    assert len(memory.entries["mouth"]) == 2
+    painted = np.zeros(crop.shape[:2], np.float32)
+    painted[int(points[13, 1]):int(points[14, 1]) + 1, int(points[78, 0]):int(points[308, 0])] = 1.0
+    alone = {name: MemoryCompositor(memory)(crop, painted, points, target)[0].astype(float)
+             for name, target in (("plain", plain), ("smiling", smiling))}
+    where = np.abs(alone["smiling"] - alone["plain"]).sum(axis=2) > 0  # the pixels the two mouths give differently
+    apart = np.abs(alone["smiling"] - alone["plain"])[where].mean()
+    assert where.sum() > 100 and apart > 3.0
+    compositor = MemoryCompositor(memory)
+    compositor(crop, painted, points, smiling)
+    steps = [np.abs(compositor(crop, painted, points, plain)[0].astype(float) - alone["plain"])[where].mean()
+             for _ in range(_FADE_FRAMES + 1)]
+    assert 0.2 * apart < steps[0] < 0.95 * apart  # between the two
+    assert all(a > b for a, b in zip(steps, steps[1:-1]))  # fading
+    assert steps[-1] == 0.0  # the new mouth alone
+
+
 def test_of_two_closed_eyes_the_one_seen_nearer_the_targets_head_pitch_is_put_in(grid_rows) -> None:
     """A closed eye looks different from above and from below: two remembered blinks of one opening, seen at head
     pitches 15 degrees apart, are both kept, and a target gets the one seen nearer its own pitch."""
