@@ -57,18 +57,22 @@ PARTS = [
 
 
 @contextlib.contextmanager
-def timed_parts(totals: dict[str, float], parts: list[tuple[object, str, str]] = PARTS) -> Iterator[None]:
+def timed_parts(totals: dict[str, float], parts: list[tuple[object, str, str]] = PARTS,
+                cpu: dict[str, float] | None = None) -> Iterator[None]:
     """Add each part's time to ``totals`` while inside (``parts``: where each function is looked up, its name, the
-    row it is counted in); the original functions are back afterwards."""
+    row it is counted in); the original functions are back afterwards. ``cpu``: the calling thread's CPU time too
+    (without the waits for the other threads, and for the GIL, that wall time counts)."""
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in parts]
 
     def timer(fn: Callable, label: str) -> Callable:
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
                 totals[label] += time.perf_counter() - started
+                if cpu is not None:
+                    cpu[label] += time.thread_time() - cpu_started
 
         return timed
 

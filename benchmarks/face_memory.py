@@ -76,10 +76,11 @@ def main() -> None:
         target = ExpressionTarget(edits=tuple(args.au), preset=args.preset)
         best: dict[str, float] = {}
         totals: dict[str, float] = defaultdict(float)
+        cpu: dict[str, float] = defaultdict(float)
         for _ in range(args.repeat):
             for name, memory in (("one pass, paint (--no-memory)", False), ("first pass + edit, memory", True)):
                 started = time.perf_counter()
-                with timed_parts(totals, MEMORY_PARTS) if memory else contextlib.nullcontext():
+                with timed_parts(totals, MEMORY_PARTS, cpu) if memory else contextlib.nullcontext():
                     edit_expression(clip, Path(tmp) / "out.mp4", target, GeneratorOptions(memory=memory))
                 best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
     print(f"{args.clip.name} as {args.size}, {frames} frames, {' '.join(edit_args(args))}, best of {args.repeat}:")
@@ -89,7 +90,8 @@ def main() -> None:
     print(f"  ratio (memory / one pass): {two / one:.3f}x")
     runs = args.repeat * frames
     print(f"  memory's own work per frame: observe {1000 * totals['observe'] / runs:.2f} ms (first pass), "
-          f"composite {1000 * totals['composite'] / runs:.2f} ms (edit)")
+          f"composite {1000 * totals['composite'] / runs:.2f} ms (edit); its threads' CPU time: "
+          f"{1000 * cpu['observe'] / runs:.2f} and {1000 * cpu['composite'] / runs:.2f} ms")
     if args.before is not None:
         whole_commands(args, size)
 
