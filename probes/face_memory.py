@@ -129,7 +129,8 @@ def compare(model, rows, a: int, b: int, part: int, how: str, meter=None, sheet:
         picture, where = edited, painted
         if name == "memory":
             compositor = MemoryCompositor(memory)
-            picture, where = compositor(edited, painted, landed, aus_b, float(pose_b[0]))  # B's AUs and pitch: the target
+            # B's AUs and head pitch: the edit's target.
+            picture, where = compositor(edited, painted, landed, aus_b, float(pose_b[0]))
             entry = compositor.entry_in_use(PARTS[MOUTH])
             if part == MOUTH and entry is not None:
                 inside = {fit: lip_inside(entry, landed, index) for fit, index in

@@ -10,17 +10,17 @@ MediaPipe finds it on the edit pasted back into its crop. The ratio is the edit'
 one, in that AU's FACS region, over the real one's size: 1 is a real face's +2. Identity: dlib's distance between
 each face and its edit.
 
-``transfers``: ``reenact transfer`` of held-out clips (a still frame and the clip itself) driven by other
-held-out people's clips. Per region (brows, lids, mouth corners, lips, jaw), the output's landmark motion
-(MediaPipe on the output, from the source's own) against the driver's motion retargeted to the source: the
-correlation over frames and the amplitude (projection) ratio; the same read without the stabilising similarity
-(``raw_``: the output frame keeps the source frame's head in place, so its landmarks are compared with the
-source frame's directly, through that frame's alignment: on a warp of known motion, ``probes/transfer_chain.py``,
-the similarity takes a share of the jaw's and brows' motion out of MediaPipe's reading); and the amplitude as the pixels show it (patch
-matching on every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean
-correlation over the driver's active AUs (per AU, and for still and video sources apart), and against what a
-relative transfer asks (``au_corr_relative``: the source's own AUs plus the driver's rise from its rest; a video
-source's own expressions stay in the output, as in a transfer of the driver's motion); identity.
+``transfers``: ``reenact transfer`` of held-out clips (a still frame and the clip itself) driven by other held-out
+people's clips. Per region (brows, lids, mouth corners, lips, jaw), the output's landmark motion (MediaPipe on the
+output, from the source's own) against the driver's motion retargeted to the source: the correlation over frames and
+the amplitude (projection) ratio; the same read without the stabilising similarity (``raw_``: the output frame keeps
+the source frame's head in place, so its landmarks are compared with the source frame's directly, through that
+frame's alignment: on a warp of known motion, ``probes/transfer_chain.py``, the similarity takes a share of the
+jaw's and brows' motion out of MediaPipe's reading); and the amplitude as the pixels show it (patch matching on
+every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean correlation over the
+driver's active AUs (per AU, and for still and video sources apart), and against what a relative transfer asks
+(``au_corr_relative``: the source's own AUs plus the driver's rise from its rest; a video source's own expressions
+stay in the output, as in a transfer of the driver's motion); identity.
 
 Usage:
   python probes/full_strength.py edits DATASET --split RUN/split.json [--model default] [--faces 24] [--json F]
@@ -184,8 +184,8 @@ def edits(args) -> dict:
             for name, target in asks.items():
                 aus = EDITS.get(name, ())
                 ks = [AU_NAMES.index(a) for a in aus]
-                figures: dict[str, list[float]] = {k: [] for k in ("asked", "patch", "found", "found_raw", "identity", "band",
-                                                                   "red")}
+                figures: dict[str, list[float]] = {
+                    k: [] for k in ("asked", "patch", "found", "found_raw", "identity", "band", "red")}
                 tiles = []
                 for image, face, alignment, crop, src_xy in sources:
                     editor = GeneratorEditor(model, target, smooth=False, threads=None)
@@ -335,9 +335,8 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
         wanted.append(-retarget(p_src[j], t))
         got.append(stabilise(p_out[i][None].astype(np.float64), p_src[j].astype(np.float64))[0] - p_src[j])
         # The same without the stabilising similarity: the output frame keeps the source frame's head where it
-        # was, so its landmarks are compared with the source's in place, both through the source frame's alignment.
-        alignment = f_src[j][1]
-        raw.append(normalise(alignment.to_crop(f_out[i][0]), 256) - normalise(alignment.to_crop(f_src[j][0]), 256))
+        # was, so its landmarks are compared with the source's (``p_src[j]``) through the source frame's alignment.
+        raw.append(normalise(f_src[j][1].to_crop(f_out[i][0]), 256) - p_src[j])
         if i % 5 == 0:  # what the pixels did, read without MediaPipe (every fifth frame: it is slow)
             points = (p_src[j] + 1) / 2 * 256 - 0.5
             pixels.append((wanted[-1], patch_motion(c_src[j], c_out[i], points) / 128))

@@ -88,7 +88,8 @@ def main() -> None:
             w = np.stack([a[list(index)] for a, _ in rows])
             g = np.stack([b[list(index)] for _, b in rows])
             ratios[region] = round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 2)
-            corrs[region] = round(float(np.corrcoef((w - w.mean(axis=0)).ravel(), (g - g.mean(axis=0)).ravel())[0, 1]), 2)
+            centred = [(v - v.mean(axis=0)).ravel() for v in (w, g)]
+            corrs[region] = round(float(np.corrcoef(*centred)[0, 1]), 2)
         print(f"  {key:9s} {ratios}")
         print(f"  {'':9s} correlation {corrs}")
 

@@ -6,12 +6,11 @@ of the person's own appearances as patches of the aligned crop, each indexed by 
 mouth, by the AUs of its frame (for an eye, by the head's pitch), spread over what the clip shows (one entry per
 cell, a band of opening and of the mouth's shaping AUs or of pitch, the one nearest the cell's middle): bounded
 however long the video. ``MemoryCompositor`` puts the entry nearest the *target* (its opening, AUs and pitch) where
-the generator painted (a mouth opened past what
-the frame shows, lids that meet: the whole inner mouth, or the whole eye between the skin lines above and below
-it), warped onto the target contour (an affine fit of the entry's lip or lid landmarks onto the target's), matched
-in colour to the frame around it and blended with a feathered mask; the paint stays where the memory has nothing
-near enough. The choice of entry holds until another is clearly nearer, so a steady edit keeps a still mouth, and
-where it does change, the entry left fades out over a few frames.
+the generator painted (a mouth opened past what the frame shows, lids that meet: the whole inner mouth, or the whole
+eye between the skin lines above and below it), warped onto the target contour (an affine fit of the entry's lip or
+lid landmarks onto the target's), matched in colour to the frame around it and blended with a feathered mask; the
+paint stays where the memory has nothing near enough. The choice of entry holds until another is clearly nearer, so
+a steady edit keeps a still mouth, and where it does change, the entry left fades out over a few frames.
 """
 
 from __future__ import annotations
