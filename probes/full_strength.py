@@ -18,13 +18,14 @@ the source frame's head in place, so its landmarks are compared with the source 
 frame's alignment: on a warp of known motion, ``probes/transfer_chain.py``, the similarity takes a share of the
 jaw's and brows' motion out of MediaPipe's reading); and the amplitude as the pixels show it (patch matching on
 every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean correlation over the
-driver's active AUs (per AU, and for still and video sources apart), and against what a relative transfer asks
-(``au_corr_relative``: the source's own AUs plus the driver's rise from its rest; a video source's own expressions
-stay in the output, as in a transfer of the driver's motion); identity.
+driver's active AUs (per AU, and for still and video sources apart), and against what the transfer asks
+(``au_corr_asked``: the source's own AUs, or with ``--mode absolute`` its resting ones, plus the driver's rise from
+its rest: a relative transfer keeps a video source's own expressions); identity. With ``--mode absolute``, a video
+source's output motion is read from the source's rest (its own displacement from its rest added back).
 
 Usage:
   python probes/full_strength.py edits DATASET --split RUN/split.json [--model default] [--faces 24] [--json F]
-  python probes/full_strength.py transfers --split RUN/split.json [--model default] [--json F] [--frames 150]
+  python probes/full_strength.py transfers --split RUN/split.json [--mode absolute] [--json F] [--frames 150]
 """
 
 from __future__ import annotations
@@ -231,10 +232,10 @@ def edits(args) -> dict:
     return rows
 
 
-def _aligned_track(path: Path, crop_size: int = 256, frame_points: list | None = None):
+def _aligned_track(path: Path, crop_size: int = 256, frame_points: list | None = None, poses: list | None = None):
     """Per frame of a video: (times, normalised aligned landmarks (or None), AUs (or None), crops (or None)), as the
     pipeline sees it. ``frame_points``: a list to append, per frame, (the landmarks in frame pixels, the alignment)
-    to, or None where no face was found."""
+    to, or None where no face was found; ``poses``: one to append the head's pitch, yaw and roll (or None) to."""
     from reenact.face.align import FaceAligner
     from reenact.face.tracker import FaceTracker
     from reenact.pipeline import AlignStage, TrackStage, stream
@@ -250,6 +251,8 @@ def _aligned_track(path: Path, crop_size: int = 256, frame_points: list | None =
             crops.append(state.crop if found else None)
             if frame_points is not None:
                 frame_points.append((state.face.xy, state.alignment) if found else None)
+            if poses is not None:
+                poses.append(np.array(state.face.head_pose_degrees(), np.float32) if found else None)
     return np.array(times), points, aus, crops
 
 
@@ -305,13 +308,14 @@ def transfers(args) -> dict:
                 for kind in ("still", "video"):
                     src = _still(source, tmp) if kind == "still" else _trim(source, tmp, args.frames)
                     out = tmp / f"out_{driver.stem}_{source.stem}_{kind}.mp4"
-                    api.transfer_expression(src, short, out, generator=generator, motion=args.motion)
-                    results.append(_score(out, src, kind, track, pose_basis, meter, Retargeter)
+                    api.transfer_expression(src, short, out, generator=generator, motion=args.motion,
+                                            relative=args.mode == "relative")
+                    results.append(_score(out, src, kind, track, pose_basis, meter, Retargeter, args.mode)
                                    | {"driver": driver.stem, "source": source.stem, "kind": kind})
                     print(json.dumps(results[-1]), flush=True)
     summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3)
                         for m in ("corr", "amp", "raw_corr", "raw_amp", "pixel_amp")} for region in TRANSFER_REGIONS}
-    for key in ("au_corr", "au_corr_relative"):
+    for key in ("au_corr", "au_corr_asked"):
         summary[key] = round(float(np.nanmean([r[key] for r in results])), 3)
         for kind in ("still", "video"):
             summary[f"{key} {kind}"] = round(float(np.nanmean([r[key] for r in results if r["kind"] == kind])), 3)
@@ -320,30 +324,41 @@ def transfers(args) -> dict:
     return {"summary": summary, "runs": results}
 
 
-def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter) -> dict:
+def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter, mode: str = "relative") -> dict:
     """One transfer's figures (see the module's docstring)."""
-    f_out, f_src = [], []
+    from reenact.editing import DrivingTrack
+
+    f_out, f_src, poses_src = [], [], []
     t_out, p_out, a_out, c_out = _aligned_track(out, frame_points=f_out)
-    t_src, p_src, a_src, c_src = _aligned_track(src, frame_points=f_src)
+    t_src, p_src, a_src, c_src = _aligned_track(src, frame_points=f_src, poses=poses_src)
     # The driver's motion as MediaPipe read it (the issue's measure), not as the transfer carries it.
     retarget = Retargeter(track.motion(pose_basis, as_read=True))
-    wanted, got, raw, pixels, read, drove, relative, apart = [], [], [], [], [], [], [], []
+    # An absolute transfer onto a video: the output's motion is read from the source's rest, not from its frame
+    # (the source's own displacement from its rest, as read, head turns out, is added back).
+    own = None
+    if mode == "absolute" and kind == "video":
+        own = DrivingTrack.from_rows(list(t_src), a_src, poses_src, p_src)
+    own_moved = None if own is None else own.motion(pose_basis, as_read=True).displacement
+    wanted, got, raw, pixels, read, drove, asked, apart = [], [], [], [], [], [], [], []
     for i, t in enumerate(t_out):
         j = 0 if kind == "still" else min(i, len(p_src) - 1)
         if p_out[i] is None or p_src[j] is None:
             continue
         wanted.append(-retarget(p_src[j], t))
-        got.append(stabilise(p_out[i][None].astype(np.float64), p_src[j].astype(np.float64))[0] - p_src[j])
+        from_rest = 0.0 if own_moved is None else own_moved[j]
+        got.append(stabilise(p_out[i][None].astype(np.float64), p_src[j].astype(np.float64))[0] - p_src[j]
+                   + from_rest)
         # The same without the stabilising similarity: the output frame keeps the source frame's head where it
         # was, so its landmarks are compared with the source's (``p_src[j]``) through the source frame's alignment.
-        raw.append(normalise(f_src[j][1].to_crop(f_out[i][0]), 256) - p_src[j])
+        raw.append(normalise(f_src[j][1].to_crop(f_out[i][0]), 256) - p_src[j] + from_rest)
         if i % 5 == 0:  # what the pixels did, read without MediaPipe (every fifth frame: it is slow)
             points = (p_src[j] + 1) / 2 * 256 - 0.5
             pixels.append((wanted[-1], patch_motion(c_src[j], c_out[i], points) / 128))
         read.append(a_out[i])
         drove.append(track.at(t))
-        # What a relative transfer asks of the reader: the source's own AUs plus the driver's rise from its rest.
-        relative.append(a_src[j] + track.at(t) - track.rest)
+        # What the transfer asks of the reader: the source's own AUs (relative; absolute: its resting ones) plus the
+        # driver's rise from its rest.
+        asked.append((a_src[j] if own is None else own.rest) + track.at(t) - track.rest)
         if i % 10 == 0:
             d = meter.distance(c_src[j].transpose(2, 0, 1) / 255.0, c_out[i].transpose(2, 0, 1) / 255.0)
             if d is not None:
@@ -362,9 +377,9 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
                        "raw_corr": round(float(np.corrcoef(w.ravel(), r.ravel())[0, 1]), 3),
                        "raw_amp": round(float(r.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
                        "pixel_amp": round(float(pm[ok].ravel() @ pw[ok].ravel() / (pw[ok].ravel() @ pw[ok].ravel())), 3)}
-    read, drove, relative = np.array(read), np.array(drove), np.array(relative)
+    read, drove, asked = np.array(read), np.array(drove), np.array(asked)
     active = np.percentile(drove, 95, axis=0) - np.percentile(drove, 5, axis=0) >= 0.5
-    for key, against in (("au_corr", drove), ("au_corr_relative", relative)):
+    for key, against in (("au_corr", drove), ("au_corr_asked", asked)):
         corrs = {AU_NAMES[k]: round(float(np.corrcoef(read[:, k], against[:, k])[0, 1]), 2)
                  for k in np.flatnonzero(active) if read[:, k].std() > 0}
         row[key] = round(float(np.mean(list(corrs.values()))), 3) if corrs else float("nan")
@@ -384,6 +399,7 @@ def main() -> None:
     t.add_argument("--sources", type=int, default=3)
     t.add_argument("--frames", type=int, default=150)
     t.add_argument("--motion", choices=("landmarks", "aus"), default="landmarks")
+    t.add_argument("--mode", choices=("relative", "absolute"), default="relative")
     e.add_argument("--models", nargs="+", default=["default", "hq"])
     e.add_argument("--per-clip", type=int, default=2, help="stills per held-out clip (default 2)")
     e.add_argument("--sheet", type=Path, help="write each model's source | edit crops here, to look at")

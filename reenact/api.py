@@ -20,9 +20,9 @@ from reenact.encoding import EncodeOptions
 from reenact.errors import InputError, NoFaceError, ReenactWarning
 from reenact.expression import ExpressionTarget
 from reenact.face.align import FaceAligner
-from reenact.face.aus import AU_NAMES, AUCsvWriter
+from reenact.face.aus import AU_NAMES, AUCsvWriter, blendshapes_to_aus
 from reenact.face.counting import face_index_message
-from reenact.face.tracker import FaceTracker, smallest_face
+from reenact.face.tracker import FaceObservation, FaceTracker, smallest_face
 from reenact.memory import FaceMemory
 from reenact.overlay import draw_au_bars, draw_crop_outline, draw_landmarks
 from reenact.pipeline import AlignStage, CropEditor, EditPasteStage, FrameState, TrackStage, stream
@@ -83,15 +83,17 @@ def _frames(
 
 @contextmanager
 def first_pass(input: PathLike, tracking: TrackingOptions = TrackingOptions(), memory: FaceMemory | bool = True,
-               progress: bool = False) -> Iterator[tuple[FaceTrack | None, FaceMemory | None]]:
+               progress: bool = False, track_only: bool = False,
+               ) -> Iterator[tuple[FaceTrack | None, FaceMemory | None]]:
     """A video's first pass: its face's whole track (kept on disk while the context lasts) and the face memory
-    filled from it (``memory`` True: a new one; a ``FaceMemory``: that one, filled unless frozen; False: no first
-    pass). Yields (None, None) for a still image or ``memory=False``: the one-pass job of before."""
-    info = None if memory is False else probe(input)
+    filled from it (``memory`` True: a new one; a ``FaceMemory``: that one, filled unless frozen; False: none).
+    Yields (None, None) for a still image, or for ``memory=False`` unless ``track_only`` (then the track alone):
+    the one-pass job of before."""
+    info = None if memory is False and not track_only else probe(input)
     if info is None or info.is_image:
         yield None, None
         return
-    face_memory = FaceMemory() if memory is True else memory
+    face_memory = None if memory is False else FaceMemory() if memory is True else memory
     with scratch_folder() as folder, ExitStack() as stack:
         bar = stack.enter_context(FrameProgress("track", info.frame_count, progress))
         track = FaceTrack.record(info, lambda: FaceTracker(tracking.face_model, tracking.face), Path(folder),
@@ -316,41 +318,70 @@ def read_driving(driving: PathLike, tracking: TrackingOptions = TrackingOptions(
     """Track a driving clip once: its AU, head-pose and aligned-landmark track and its timeline (format and frame
     timestamps)."""
     from reenact.editing import DrivingTrack
+
+    stamps: list[tuple[int | None, object]] = []
+    with ExitStack() as stack:
+        states, bar = _frames(driving, tracking, [], "driving", progress, stack)
+
+        def faces() -> Iterator[tuple[float, FaceObservation | None]]:
+            for state in states:
+                stamps.append((state.frame.pts, state.frame.time_base))
+                bar.advance(state.face is not None)
+                yield state.frame.time, state.face
+
+        rows = _expression_rows(faces(), tracking.crop_size)
+        _finish(driving, driving, bar, 0.0, tracking)
+    return DrivingTrack.from_rows(*rows), probe(driving), stamps
+
+
+def own_expression(faces: FaceTrack, crop_size: int):
+    """A video source's own expression track (``editing.DrivingTrack``) from its first pass, or None where it found
+    no face: what an absolute transfer by landmarks takes out before it puts the driving face's motion in."""
+    from reenact.editing import DrivingTrack
+
+    if not faces.found.any():
+        return None
+    return DrivingTrack.from_rows(*_expression_rows(((t, faces.face(i)) for i, t in enumerate(faces.times)),
+                                                    crop_size))
+
+
+def _expression_rows(faces: Iterable[tuple[float, FaceObservation | None]], crop_size: int) -> tuple[list, ...]:
+    """Per frame, from (time, face): the time, AUs, head pose (degrees) and landmarks in the aligned crop
+    (normalised), aligned as the edit's pipeline aligns them (``AlignStage``); None where there is no face."""
     from reenact.model.coords import normalise
 
+    aligner = FaceAligner(crop_size)
     times: list[float] = []
     rows: list[np.ndarray | None] = []
     poses: list[np.ndarray | None] = []
     points: list[np.ndarray | None] = []
-    stamps: list[tuple[int | None, object]] = []
-    with ExitStack() as stack:
-        aligner = FaceAligner(tracking.crop_size)
-        states, bar = _frames(driving, tracking, [AlignStage(aligner)], "driving", progress, stack)
-        for state in states:
-            found = state.face is not None and state.alignment is not None
-            times.append(state.frame.time)
-            rows.append(state.aus)
-            poses.append(np.array(state.face.head_pose_degrees(), np.float32) if found else None)
-            points.append(normalise(state.alignment.to_crop(state.face.xy), tracking.crop_size) if found else None)
-            stamps.append((state.frame.pts, state.frame.time_base))
-            bar.advance(state.face is not None)
-        _finish(driving, driving, bar, 0.0, tracking)
-    return DrivingTrack.from_rows(times, rows, poses, points), probe(driving), stamps
+    for t, face in faces:
+        if face is None:
+            aligner.reset()  # as AlignStage: the next face may be elsewhere
+        alignment = None if face is None else aligner(face.xy, t)
+        found = alignment is not None
+        times.append(t)
+        rows.append(None if face is None else blendshapes_to_aus(face.blendshapes))
+        poses.append(np.array(face.head_pose_degrees(), np.float32) if found else None)
+        points.append(normalise(alignment.to_crop(face.xy), crop_size) if found else None)
+    return times, rows, poses, points
 
 
 TransferMotion = Literal["landmarks", "aus"]
 
 
-def retargeted_motion(track, aus: tuple[str, ...], scale: float, follow_pose: bool):
+def retargeted_motion(track, aus: tuple[str, ...], scale: float, follow_pose: bool, own=None):
     """A factory of the moves that carry ``track``'s own landmark motion onto a source face, for the loaded generator
-    (its per-degree fields take the driving head's turns out, and put them back with ``follow_pose``)."""
+    (its per-degree fields take the driving head's turns out, and put them back with ``follow_pose``). ``own``: the
+    source video's own expression track (``own_expression``), taken out first (an absolute transfer)."""
     from reenact.retarget import Retargeter
 
     def build(model: Generator) -> Retargeter:
         pose_basis = model.motion.pose_basis.detach().cpu().numpy().astype(np.float64) if model.config.n_pose else None
         if follow_pose and pose_basis is None:
             raise ValueError("this model cannot turn the head (no head-pose motion in its config); use models/default")
-        return Retargeter(track.motion(pose_basis), aus, scale, pose_basis if follow_pose else None)
+        return Retargeter(track.motion(pose_basis), aus, scale, pose_basis if follow_pose else None,
+                          None if own is None else own.motion(pose_basis))
 
     return build
 
@@ -376,19 +407,23 @@ def transfer_expression(
     A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
     from the source by default (from the driving clip for a still image). ``follow_pose``: the source's head also
     turns as the driving head turns from its usual pose (small turns, as a 2-D warp of the face can show them;
-    the source's own head motion and position are kept). ``motion``: 'landmarks' (the default for a relative
-    transfer) moves the source's face as the driving face's landmarks moved from its rest, retargeted to the
-    source's proportions (``reenact.retarget``); 'aus' draws the driving face's AU readings with the model's motion
-    (the default, and the only choice, for an absolute transfer). The AUs drive the texture step either way.
+    the source's own head motion and position are kept). ``motion``: 'landmarks' (the default) moves the source's
+    face as the driving face's landmarks moved from its rest, retargeted to the source's proportions
+    (``reenact.retarget``); 'aus' draws the driving face's AU readings with the model's motion (the default, and the
+    only choice, for a still driving image). The AUs drive the texture step either way. ``relative`` (the default):
+    the source's own expressions stay and the driving face's change from its rest is added (a talking source keeps
+    its lips in time with its audio); False (absolute): the source's own expression is replaced, by landmarks its
+    face taken back to its rest first (but for lids closing, which a warp cannot open), by AUs the driving AUs as
+    they are.
 
     Bad arguments raise before any work: an OptionError (an unknown AU, motion or audio choice), InputError or
     OutputError. A driving clip that ends before a source video is a ReenactWarning: its last expression is held.
     """
     from reenact.editing import TransferTarget
 
-    motion = transfer_motion(relative, motion)
     chosen = transfer_aus(aus)
     source_info, driving_info = check_transfer(source, driving, output, audio, relative)
+    motion = transfer_motion(relative, motion, driving_info.is_image)
     model = generator.load(pick_device(generator.device))  # before any tracking, as ``edit_expression`` does
     shorter = shorter_driver(source_info, driving_info)
     if shorter is not None:
@@ -398,11 +433,18 @@ def transfer_expression(
         warnings.warn(f"--audio {audio}: {silent.path} has no audio, so the output has none", ReenactWarning,
                       stacklevel=2)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
-    target = TransferTarget(track, relative, au_scale, chosen)
-    with first_pass(source, tracking, memory if generator.memory else False, progress) as (faces, face_memory):
+    # An absolute transfer by landmarks takes a video source's own expression out: its first pass is needed even
+    # without a memory.
+    replace = motion == "landmarks" and not relative
+    with first_pass(source, tracking, memory if generator.memory else False, progress, track_only=replace) as (
+            faces, face_memory):
         fade = None if faces is None else faces.fade  # the memory is the source person's, never the driver's
+        own = own_expression(faces, tracking.crop_size) if replace and faces is not None else None
+        # A still is its own rest: replacing its expression is adding the driver's change to it.
+        still = replace and own is None
+        target = TransferTarget(track, relative or still, au_scale, chosen, None if own is None else own.rest)
         if motion == "landmarks":
-            moves = retargeted_motion(track, chosen, au_scale, follow_pose)
+            moves = retargeted_motion(track, chosen, au_scale, follow_pose, own)
             editor = generator.editor(target, asked=False, landmark_moves=moves, memory=face_memory, fade=fade,
                                       model=model)
         else:

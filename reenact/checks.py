@@ -63,13 +63,14 @@ def transfer_aus(aus: tuple[str, ...] | str | None) -> tuple[str, ...]:
     return chosen
 
 
-def transfer_motion(relative: bool, motion: str | None) -> str:
-    """The transfer's motion ('landmarks' by default for a relative transfer, 'aus' for an absolute one)."""
-    motion = motion or ("landmarks" if relative else "aus")
+def transfer_motion(relative: bool, motion: str | None, driving_still: bool = False) -> str:
+    """The transfer's motion: 'landmarks' (the driving face's own motion) by default, 'aus' for an absolute transfer
+    from a still driving image (a still has no motion of its own, only AUs)."""
+    motion = motion or ("aus" if driving_still else "landmarks")
     if motion not in MOTIONS:
         raise OptionError(f"--motion is 'landmarks' or 'aus', not {motion!r}")
-    if motion == "landmarks" and not relative:
-        raise OptionError("a driving face's landmark motion is relative to its rest: --mode absolute needs --motion aus")
+    if motion == "landmarks" and driving_still:
+        raise OptionError("a still driving image has no motion of its own to copy: --motion aus copies its AUs")
     return motion
 
 

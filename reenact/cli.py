@@ -27,7 +27,7 @@ EXAMPLES = {
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4          # a still image, animated (actor's audio)
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4 --pose   # ... nodding and turning with the actor
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
-  reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio none
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio driving   # the actor's face and voice
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --motion aus       # the model's motion for the actor's AUs""",
     "live": """examples:
   reenact live --camera 0 --preset happy                     # a preview window; keys below
@@ -273,11 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("driving", help="video whose face's expressions are copied")
     transfer.add_argument("-o", "--output", required=True, help="video to write")
     transfer.add_argument("--mode", choices=("relative", "absolute"), default="relative",
-                          help="relative (default): the driving face's change from its own rest; absolute: its AUs")
+                          help="relative (default): the source keeps its own expressions and gets the driving "
+                               "face's change from its rest (a talking source stays in time with its audio); "
+                               "absolute: the source's own expressions are replaced by the driving face's")
     transfer.add_argument("--motion", choices=("landmarks", "aus"),
-                          help="landmarks (default with --mode relative): move the face as the driving face's "
-                               "landmarks moved, retargeted to the source's proportions; aus: draw the driving face's "
-                               "AU readings with the model's motion (the default with --mode absolute)")
+                          help="landmarks (default): move the face as the driving face's landmarks moved, "
+                               "retargeted to the source's proportions; aus: draw the driving face's AU readings with "
+                               "the model's motion (the default for a still driving image, with --mode absolute)")
     transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred motion (default 1)")
     transfer.add_argument("--aus", type=_checked(_au_list), metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")

@@ -57,10 +57,10 @@ def _edit(args: argparse.Namespace) -> None:
 def _transfer(args: argparse.Namespace) -> None:
     from reenact import checks
 
-    checks.transfer_motion(args.mode == "relative", args.motion)
     encode_options(args)
     checks.check_face_model(args.face_model)
-    checks.check_transfer(args.source, args.driving, args.output, args.audio, args.mode == "relative")
+    _, driving = checks.check_transfer(args.source, args.driving, args.output, args.audio, args.mode == "relative")
+    checks.transfer_motion(args.mode == "relative", args.motion, driving.is_image)
 
 
 def _track(args: argparse.Namespace) -> None:

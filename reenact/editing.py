@@ -318,18 +318,23 @@ class DrivingTrack:
 @dataclass(frozen=True)
 class TransferTarget:
     """Target AUs that follow a driving clip: relative (its change from its own rest, added to the source's AUs)
-    or absolute (its AUs as they are), scaled, for all AUs or only some."""
+    or absolute (its AUs as they are; with ``source_rest``, the source's resting AUs plus that change: the source's
+    own expression replaced), scaled, for all AUs or only some."""
 
     driving: DrivingTrack
     relative: bool = True
     scale: float = 1.0
     aus: tuple[str, ...] = AU_NAMES
+    source_rest: np.ndarray | None = None  # (17,) a video source's resting AUs (``DrivingTrack.rest``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aus", tuple(parse_au_name(au) for au in self.aus))  # AUError for an unknown one
 
     def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
         drive = self.driving.at(t)
-        moved = source + self.scale * (drive - self.driving.rest) if self.relative else self.scale * drive
+        if self.relative or self.source_rest is not None:
+            moved = (source if self.relative else self.source_rest) + self.scale * (drive - self.driving.rest)
+        else:
+            moved = self.scale * drive
         chosen = np.isin(np.array(AU_NAMES), self.aus)
         return np.clip(np.where(chosen, moved, source), 0.0, 5.0).astype(np.float32)

@@ -14,7 +14,9 @@ moved, so here the motion is theirs:
    narrow-eyed source is not given a wide-eyed driver's lid travel; only the regions of the chosen AUs; and, with
    ``--pose``, the driving head's turn drawn by the per-degree fields. It gives the motion step's per-landmark
    moves (``MotionNet.field`` makes the flow), in the motion's convention: where content comes from, relative to
-   where it lands.
+   where it lands. An absolute transfer onto a video first takes the source's own motion out (its own
+   ``DrivingMotion``): its face goes back to its rest and moves as the driver's, so it shows the driver's expression
+   rather than its own plus the driver's.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ from reenact.model.networks import GAP_CONTOURS, MOUTH, pose_features
 # Lid lines, per eye: upper then lower, the gap remap's eye edges without the corners (where the lids always meet);
 # the lids' travel is scaled by the eye's opening.
 _LIDS = tuple((upper[1:-1], lower[1:-1]) for _, upper, lower, _ in GAP_CONTOURS[:MOUTH])
+_UPPER_LIDS = [i for upper, _ in _LIDS for i in upper]
+_LOWER_LIDS = [i for _, lower in _LIDS for i in lower]
 # Brow points above each eye's upper lid: the brows' height is measured from the lid's top to them.
 _BROWS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (300, 293, 334, 296, 336, 276, 283, 282, 295, 285))
 _MOUTH_CORNERS = (61, 291)
+_LIP_CENTRES = (13, 14)  # the inner lips' middles
+_LIP_OUTER = (0, 17)  # the outer lips' top and bottom
+_SUBNASALE = 2  # where the nose meets the upper lip
+_OPEN_FROM, _OPEN_BY = 0.03, 0.12  # a source mouth's gap, as a share of its width: open from, fully open by
+_OPEN_HOLD_S = 0.4  # an open mouth counts as open this long after (the time constant of its release)
 _CALM_SHARE = 0.15  # the rest is the mean of this share of the clip's frames, the calmest
 _RATIO_RANGE = (0.5, 2.0)  # per-region scales are kept within this: a mis-tracked frame does not blow a region up
 _SOURCE_MEMORY = 300  # frames over which the source's proportions are taken (a robust running value)
@@ -57,10 +66,39 @@ def proportions(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([opening, brows, mouth], axis=-1)
 
 
+def kept_directions(rest: np.ndarray) -> np.ndarray:
+    """(478,) per landmark of a face at ``rest``, which way along y its own motion cannot be taken back by a warp
+    (+1 down, -1 up, 0 any way): lids closing (upper down, lower up), as there is no eye under them to show; and the
+    mouth opening (lower lip, chin and jaw down, upper lip up), as closing an open mouth by a warp squashes the teeth
+    between the lips and leaves the lips' old edges beside them. So a talking source keeps its speech."""
+    directions = np.zeros(len(rest))
+    directions[_UPPER_LIDS] = 1.0
+    directions[_LOWER_LIDS] = -1.0
+    mouth = face_regions(rest)["mouth"]
+    centre = rest[list(_LIP_CENTRES), 1].mean()
+    height = rest[_LIP_OUTER[1], 1] - rest[_LIP_OUTER[0], 1]
+    x, y = rest[:, 0], rest[:, 1]
+    directions[mouth & (y > centre + 0.15 * height)] = 1.0  # the lower lip, chin and jaw drop together
+    # The upper lip, between the corners (the cheeks beside it rise in a smile, which is taken back); the corners,
+    # on the centre line, are neither.
+    between = np.abs(x - rest[list(_MOUTH_CORNERS), 0].mean()) < 0.5 * proportions(rest)[2]
+    below_nose = y > (rest[_SUBNASALE, 1] + rest[_LIP_OUTER[0], 1]) / 2  # the nose's own moves are taken back
+    directions[mouth & between & below_nose & (y < centre - 0.15 * height)] = -1.0
+    directions[MESH:] = 0.0
+    return directions
+
+
+def _takeable(displacement: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """(478, 2) the part of a face's displacement from its rest that a warp can take back (``kept_directions``)."""
+    taken = displacement.copy()
+    taken[:, 1] -= np.maximum(displacement[:, 1] * directions, 0.0) * directions
+    return taken
+
+
 def brows_above_lids(landmarks: np.ndarray) -> np.ndarray:
     """(478,) bool: the brows' and forehead's landmarks, the lids' lines left out."""
     brows = face_regions(landmarks)["brows"].copy()
-    brows[[i for eye in _LIDS for line in eye for i in line]] = False
+    brows[_UPPER_LIDS + _LOWER_LIDS] = False
     return brows
 
 
@@ -69,8 +107,7 @@ def region_scales(landmarks: np.ndarray) -> np.ndarray:
     per axis (lids and brows vertically, the mouth both ways). Landmarks in no such region move as the driver's."""
     regions = face_regions(landmarks)
     weights = np.zeros((len(landmarks), 3, 2))
-    lids = [i for eye in _LIDS for line in eye for i in line]
-    weights[lids, 0, 1] = 1.0
+    weights[_UPPER_LIDS + _LOWER_LIDS, 0, 1] = 1.0
     weights[brows_above_lids(landmarks), 1, 1] = 1.0
     weights[regions["mouth"], 2, :] = 1.0
     return weights
@@ -130,19 +167,37 @@ class Retargeter:
     proportions are a running value over the frames seen), so one per stream, ``reset`` between streams."""
 
     def __init__(self, driving: DrivingMotion, aus: tuple[str, ...] = AU_NAMES, scale: float = 1.0,
-                 pose_basis: np.ndarray | None = None) -> None:
+                 pose_basis: np.ndarray | None = None, own: DrivingMotion | None = None) -> None:
         """``aus``: only these AUs' regions move. ``scale``: a factor on the motion. ``pose_basis``: the model's
-        per-degree fields, to turn the source's head as the driving head turns (None: the head is left as it is)."""
+        per-degree fields, to turn the source's head as the driving head turns (None: the head is left as it is).
+        ``own``: the source video's own motion, on the same timeline; it is taken out (an absolute transfer: the
+        source's face goes back to its rest, then moves as the driver's), but for what a warp cannot take back (its
+        lids closing and its mouth opening: ``kept_directions``; and the shape of its mouth while it is open)."""
         self.driving = driving
+        self.own = own
+        self._kept = None if own is None else kept_directions(own.rest)
+        self._mouth = None if own is None else face_regions(own.rest)["mouth"]
         self.scale = scale
         self.selected = np.any(region_mask(driving.rest, tuple(aus)), axis=0)[:, None] if aus else None
         self.pose_basis = pose_basis
         self._seen: deque[np.ndarray] = deque(maxlen=_SOURCE_MEMORY)
         self._weights: np.ndarray | None = None
+        self._opened = (0.0, -np.inf)  # the source mouth's openness, and when it was last seen
 
     def reset(self) -> None:
         self._seen.clear()
         self._weights = None
+        self._opened = (0.0, -np.inf)
+
+    def _open(self, landmarks: np.ndarray, t: float) -> float:
+        """How open the source's mouth is (0 to 1, by its gap over its width), held and let go over _OPEN_HOLD_S: a
+        talking mouth meets at every 'b' and 'm', and its shape is not taken back for those few frames alone."""
+        gap = (landmarks[_LIP_CENTRES[1], 1] - landmarks[_LIP_CENTRES[0], 1]) / max(proportions(landmarks)[2], 1e-6)
+        now = float(np.clip((gap - _OPEN_FROM) / (_OPEN_BY - _OPEN_FROM), 0.0, 1.0))
+        before, when = self._opened
+        held = before * float(np.exp(-max(t - when, 0.0) / _OPEN_HOLD_S)) if np.isfinite(when) else 0.0
+        self._opened = (max(now, held), t)
+        return self._opened[0]
 
     def ratios(self, landmarks: np.ndarray) -> np.ndarray:
         """The source's proportions over the driver's resting ones (eye opening, brow height, mouth width), the
@@ -162,6 +217,12 @@ class Retargeter:
         weights = self._weights
         factor = 1.0 + np.einsum("nkc,k->nc", weights, ratios - 1.0)  # each landmark's region's ratio, else 1
         moved = self.scale * factor * displacement
+        if self.own is not None:
+            taken = _takeable(self.own.at(t)[0], self._kept)
+            # An open mouth keeps its own shape: narrowing it (a smile taken back) would squash the teeth between
+            # the lips.
+            taken[self._mouth] *= 1.0 - self._open(landmarks, t)
+            moved = moved - taken
         if self.selected is not None:
             moved = moved * self.selected
         moves = -moved  # a landmark displaced by d lands at p + d: its content comes from -d relative to there

@@ -15,6 +15,7 @@ from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import normalise
 from reenact.retarget import _BROWS, _LIDS, DrivingMotion, Retargeter, proportions
+from reenact.video import VideoReader
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 
@@ -28,6 +29,16 @@ def face(astronaut: np.ndarray) -> np.ndarray:
     with FaceTracker(video_mode=False) as tracker:
         found = tracker(astronaut, 0.0)
     return normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256).astype(np.float64)
+
+
+def mouth_gaps(path: Path) -> np.ndarray:
+    """Per frame of a video, its face's lip gap over the face's width (NaN where MediaPipe finds no face)."""
+    rows = []
+    with VideoReader(path) as reader, FaceTracker() as tracker:
+        for frame in reader:
+            found = tracker(frame.image, frame.time)
+            rows.append(np.nan if found is None else (found.xy[14, 1] - found.xy[13, 1]) / np.ptp(found.xy[:, 0]))
+    return np.array(rows)
 
 
 def driving_clip(face: np.ndarray, frames: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -94,6 +105,42 @@ def test_only_the_chosen_aus_regions_move(face: np.ndarray) -> None:
     assert np.abs(mouth_only[CORNERS]).max() > 0.009
 
 
+def test_an_absolute_transfer_takes_the_sources_own_expression_out_but_not_its_blinks(face: np.ndarray) -> None:
+    """Absolute: the source's own smile is taken back and the driver's put in; its own blink stays (a warp cannot
+    open a closed eye), while the driver's blink is carried as in a relative transfer."""
+    times, points, aus, poses = driving_clip(face)
+    driver = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    # The source smiles and blinks in frames 0-9, while the driver is at rest.
+    own_points = np.roll(points, -20, axis=0)
+    own = DrivingMotion.from_track(times, own_points, np.roll(aus, -20, axis=0), poses, pose_basis=None)
+    relative, absolute = Retargeter(driver), Retargeter(driver, own=own)  # each keeps the frames it saw
+    lips_together = own_points[5].copy()
+    lips_together[14] = lips_together[13]  # the astronaut smiles with her teeth showing; here her lips meet
+    at_source_smile = absolute(lips_together, times[5])
+    assert np.allclose(at_source_smile[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)  # corners pulled back
+    assert np.abs(at_source_smile[UPPER_LIDS]).max() < 1e-6  # its closing lids left closed
+    assert np.abs(relative(lips_together, times[5])).max() < 1e-6  # relative: its own expression stays as it is
+    # Where the source is at rest, both carry the driver's blink and smile alike.
+    assert np.allclose(Retargeter(driver, own=own)(face, times[25]), Retargeter(driver)(face, times[25]), atol=1e-6)
+
+
+def test_an_absolute_transfer_keeps_an_open_mouths_own_shape(face: np.ndarray) -> None:
+    """The source talks: its mouth drops open in frames 0-9 (lower lip and chin down) while smiling. Its opening is
+    not taken back, nor, while it is open, its smile (narrowing an open mouth squashes the teeth); a source that
+    smiles with its lips together has its smile taken back."""
+    times, points, aus, poses = driving_clip(face)
+    driver = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    width = proportions(face)[2]
+    lower = [i for i in range(468) if face[i, 1] > face[14, 1] + 0.01 and face[i, 1] < face[152, 1] + 0.01
+             and abs(face[i, 0] - face[14, 0]) < 0.3 * width]
+    talking = np.roll(points, -20, axis=0)
+    talking[:10, lower, 1] += 0.2 * width
+    own = DrivingMotion.from_track(times, talking, np.roll(aus, -20, axis=0), poses, pose_basis=None)
+    moves = Retargeter(driver, own=own)(talking[5], times[5])
+    assert np.abs(moves[lower]).max() < 1e-6  # the open mouth and its smile stay as they are
+    assert np.abs(moves[CORNERS]).max() < 1e-6
+
+
 def test_a_head_turn_is_not_taken_for_expression(face: np.ndarray) -> None:
     """With the model's per-degree fields, a driving head that only turns leaves (nearly) no expression motion."""
     from reenact.model.io import load_generator
@@ -121,7 +168,6 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_a_transfer_follows_the_driving_mouth(astronaut: np.ndarray, shared_data: Path, tmp_path: Path) -> None:
     """A talking driver onto the astronaut, by its landmarks: MediaPipe on the output finds her lips opening and
     closing with the driver's (the lips' gap, frame by frame, correlates with the driver's)."""
-    from reenact.video import VideoReader
 
     still = tmp_path / "astronaut.png"
     cv2.imwrite(str(still), astronaut[:, :, ::-1])
@@ -130,26 +176,55 @@ def test_a_transfer_follows_the_driving_mouth(astronaut: np.ndarray, shared_data
     result = _run("transfer", still, driving, "-o", out)
     assert result.returncode == 0, result.stderr
 
-    def gaps(path: Path) -> np.ndarray:
-        rows = []
-        with VideoReader(path) as reader, FaceTracker() as tracker:
-            for frame in reader:
-                found = tracker(frame.image, frame.time)
-                rows.append(np.nan if found is None else (found.xy[14, 1] - found.xy[13, 1]) / np.ptp(found.xy[:, 0]))
-        return np.array(rows)
-
-    driver, output = gaps(driving), gaps(out)
+    driver, output = mouth_gaps(driving), mouth_gaps(out)
     ok = ~np.isnan(driver) & ~np.isnan(output)
     assert ok.sum() > 60
     assert np.corrcoef(driver[ok], output[ok])[0, 1] > 0.8
     assert np.ptp(output[ok]) > 0.5 * np.ptp(driver[ok])  # and opens about as far (scaled by the face)
 
 
-def test_landmark_motion_is_relative_only(astronaut: np.ndarray, shared_data: Path, tmp_path: Path) -> None:
+def test_a_still_driving_image_has_no_landmark_motion(astronaut: np.ndarray, shared_data: Path,
+                                                     tmp_path: Path) -> None:
     still = tmp_path / "astronaut.png"
     cv2.imwrite(str(still), astronaut[:, :, ::-1])
     out = tmp_path / "out.mp4"
-    result = _run("transfer", still, shared_data / "train" / "grid_s1" / "bbaf2n.mp4", "-o", out, "--mode",
+    result = _run("transfer", shared_data / "train" / "grid_s1" / "bbaf2n.mp4", still, "-o", out, "--mode",
                   "absolute", "--motion", "landmarks")
     assert result.returncode == 2 and "--motion aus" in result.stderr  # options that contradict each other
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def brow_heights(path: Path) -> np.ndarray:
+    """Per frame of a video, its face's brows' height over its upper lids in the aligned crop (NaN: no face)."""
+    rows = []
+    with VideoReader(path) as reader, FaceTracker() as tracker:
+        for frame in reader:
+            found = tracker(frame.image, frame.time)
+            if found is None:
+                rows.append(np.nan)
+                continue
+            rows.append(proportions(normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256))[1])
+    return np.array(rows)
+
+
+def test_an_absolute_transfer_of_a_video_onto_itself_gives_its_own_brows_back(shared_data: Path,
+                                                                              tmp_path: Path) -> None:
+    """A talking, nodding held-out speaker's clip driving itself, brows only. Relative, her own brow moves are kept
+    and her moves from her rest are added again: they come out about 1.4 times as large. Absolute, her own are
+    taken back first: they come out about as they were."""
+    clip = shared_data / "train" / "styletalk" / "happyenglish_clip1.mp4"
+    source = brow_heights(clip)
+    slopes = {}
+    for mode in ("relative", "absolute"):
+        out = tmp_path / f"{mode}.mp4"
+        result = _run("transfer", clip, clip, "-o", out, "--mode", mode, "--aus", "AU01,AU02,AU04", "--no-memory",
+                      "--crf", "30")
+        assert result.returncode == 0, result.stderr
+        output = brow_heights(out)
+        n = min(len(source), len(output))
+        ok = ~np.isnan(source[:n]) & ~np.isnan(output[:n])
+        x, y = source[:n][ok] - source[:n][ok].mean(), output[:n][ok] - output[:n][ok].mean()
+        assert ok.sum() > 100
+        slopes[mode] = float(x @ y / (x @ x))
+    assert 0.85 < slopes["absolute"] < 1.25, slopes
+    assert slopes["relative"] > slopes["absolute"] + 0.15, slopes

@@ -177,7 +177,7 @@ def build_app(input: str | None = None, model: str | None = None) -> gr.Blocks:
                                             info="relative: the driving face's change from its own rest; absolute: "
                                                  "its AUs as they are")
                         motion = gr.Radio(["landmarks", "aus"], value="landmarks", label="Motion",
-                                          info="landmarks: the driving face's own motion (relative only); aus: the "
+                                          info="landmarks: the driving face's own motion (relative here); aus: the "
                                                "model's motion for its AU readings")
                         pose = gr.Checkbox(False, label="Also turn the head as the driving head turns")
                 driving_time = gr.Slider(0, 1, value=0, step=0.04, label="Driving clip time to preview (s)",

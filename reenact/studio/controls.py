@@ -111,8 +111,9 @@ class TransferControls:
         if not self.aus:
             raise OptionError("no AU chosen to transfer: tick at least one")
         if self.motion == "landmarks" and not self.relative:
-            raise OptionError("a driving face's landmark motion is relative to its rest: absolute mode needs the "
-                              "'aus' motion")
+            raise OptionError("the studio previews a transfer frame by frame, and an absolute one by landmarks needs "
+                              "the source's whole clip first: choose the 'aus' motion here, or run reenact transfer "
+                              "--mode absolute")
 
     def editor_options(self, driving) -> tuple[TransferTarget, dict]:
         """The transfer's target and the GeneratorEditor's other arguments for a driving track, as
