@@ -13,6 +13,10 @@ person's own mouth motion, ``reenact.own_motion``, learned from the same frames 
 memory entry's own inner lip lines land inside the target's mouth (its lip seen twice), as fitted and as fitted on
 the outer lip lines too.
 
+"mouth closing": the other way, A with the mouth open edited toward B with it closed (``reenact.memory.closing``),
+PSNR inside B's lips and over the face, and ``teeth``: the share of the lips' pixels that look like teeth (a warp
+squashes the open mouth's teeth between the closed lips), against B's own.
+
 Also: the flicker of a steady edit of whole held-out clips with the memory and with the paint, over the source's
 own, and dlib's identity distance of each pair's outputs from A and from B (on A's head).
 Usage: python probes/face_memory.py --split RUN/split.json [--model default] [--pairs 3] [--json F]
@@ -42,6 +46,7 @@ from reenact.memory import (
     PARTS,
     FaceMemory,
     MemoryCompositor,
+    closing,
     fit_points,
     fitted_affine,
     opening,
@@ -72,12 +77,22 @@ def clip_frames(path: Path):
     return rows
 
 
-def region(points: np.ndarray, part: int) -> np.ndarray:
-    """(S, S) bool: what the memory replaces (``reenact.memory.outline``): the inner mouth or, for an eye, between
-    the rings above and below it."""
+def region(points: np.ndarray, part: int, whole: bool = False) -> np.ndarray:
+    """(S, S) bool: what the memory replaces (``reenact.memory.outline``): the inner mouth (``whole``: with its lips)
+    or, for an eye, between the rings above and below it."""
     mask = np.zeros((SIZE, SIZE), np.uint8)
-    cv2.fillPoly(mask, [np.round(outline(points, part)).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(outline(points, part, whole)).astype(np.int32)], 1)
     return mask.astype(bool)
+
+
+def teeth_share(image: np.ndarray, where: np.ndarray) -> float:
+    """The share of ``where``'s pixels that look like teeth: much lighter than the region's median and with little
+    colour (CIELAB: L 20 over the median, chroma under 0.6 of the median's). Between closed lips, the teeth a warp
+    squashed there (measured against the real closed frame's own share)."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)[where]
+    lightness, chroma = lab[:, 0] * 100 / 255, np.hypot(lab[:, 1] - 128, lab[:, 2] - 128)
+    teeth = (lightness > np.median(lightness) + 20) & (chroma < 0.6 * np.median(chroma))
+    return float(teeth.mean()) if len(teeth) else float("nan")
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
@@ -118,33 +133,39 @@ def compare(model, rows, a: int, b: int, part: int, how: str, meter=None, sheet:
         moves = {"paint": fields, "memory": own, "own paint": own}
     in_place = Alignment(np.eye(2, 3), SIZE)
     out, inside = {}, {}
+    closes = part == MOUTH and opening(pts_b, MOUTH) < opening(pts_a, MOUTH)  # an open mouth closed
     for name, move in moves.items():
         result = model(image, lm, src, tgt, flow=model.motion.field(lm, move), moves=move)
-        if result["painted"] is None or not bool((result["painted"] > 0).any()):
-            return None  # nothing painted: memory and paint give the same
+        landed = denormalise((lm - result["moves"])[0].numpy(), SIZE)
+        painted_any = result["painted"] is not None and bool((result["painted"] > 0).any())
+        if not painted_any and not (closes and closing(pts_a, landed) > 0.01):
+            return None  # nothing painted or closed: memory and paint give the same
         edited = (result["output"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         warped = (result["warped"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         painted = result["painted"][0, 0].numpy()
-        landed = denormalise((lm - result["moves"])[0].numpy(), SIZE)
         picture, where = edited, painted
         if name == "memory":
             compositor = MemoryCompositor(memory)
             # B's AUs and head pitch: the edit's target.
-            picture, where = compositor(edited, painted, landed, aus_b, float(pose_b[0]))
+            picture, where = compositor(edited, painted, landed, aus_b, float(pose_b[0]), pts_a)
             entry = compositor.entry_in_use(PARTS[MOUTH])
-            if part == MOUTH and entry is not None:
+            if part == MOUTH and entry is not None and not closes:
                 inside = {fit: lip_inside(entry, landed, index) for fit, index in
                           (("", fit_points(MOUTH)), ("_outer_too", sorted(set().union(*GAP_CONTOURS[MOUTH]))))}
         mask = edit_mask(pts_a, landed, SIZE)
         out[name] = paste_back(crop_a, picture, crop_a, in_place, mask, replaced=where, reference=warped)
     if sheet is not None:
         cv2.imwrite(str(sheet), np.concatenate([crop_a, moved_b, *out.values()], axis=1)[:, :, ::-1])
-    inner = region(pts_b_on_a, part) if part == MOUTH else region(pts_b_on_a, 0) | region(pts_b_on_a, 1)
+    inner = region(pts_b_on_a, part, closes) if part == MOUTH else region(pts_b_on_a, 0) | region(pts_b_on_a, 1)
     face = face_mask(pts_b_on_a, SIZE) > 0.5
     row = {} if part != MOUTH or how != "aus" or not inside else {f"lip_inside_px{k}": v for k, v in inside.items()}
+    if closes:
+        row["teeth_b"] = teeth_share(moved_b, inner)
     for name, picture in out.items():
         key = name.replace(" ", "_")
         row[f"part_{key}"], row[f"face_{key}"] = psnr(picture, moved_b, inner), psnr(picture, moved_b, face)
+        if closes:
+            row[f"teeth_{key}"] = teeth_share(picture, inner)
         if meter is not None:
             for whom, reference in (("", crop_a), ("_to_b", moved_b)):
                 row[f"identity{whom}_{key}"] = meter.distance(reference.transpose(2, 0, 1) / 255,
@@ -167,13 +188,17 @@ def lip_inside(entry, landed: np.ndarray, index: list[int]) -> float:
     return float(np.mean(np.maximum(np.concatenate([below_upper, above_lower]), 0.0)))
 
 
-def pick_pairs(rows, part: int, count: int, wide: float = 0.15) -> list[tuple[int, int]]:
-    """(A, B) frame pairs at least APART_S apart: A closed, B as open as the clip gets (mouth) or A open, B in a
-    blink (eyes). ``wide``: the least opening (gap over width) a mouth B must show."""
+def pick_pairs(rows, part: int, count: int, wide: float = 0.15, closing: bool = False) -> list[tuple[int, int]]:
+    """(A, B) frame pairs at least APART_S apart: A closed, B as open as the clip gets (mouth; ``closing``: A open,
+    B closed) or A open, B in a blink (eyes). ``wide``: the least opening (gap over width) the open mouth must
+    show."""
     if part == MOUTH:
         value = np.array([opening(r[2], MOUTH) for r in rows])
         closed, wanted = np.flatnonzero(value < 0.03), np.argsort(-value)[: count * 4]
         wanted = [i for i in wanted if value[i] > wide]
+        if closing:  # the open frames are the As now, the closed ones the Bs, spread over the clip
+            closed, wanted = np.array(wanted), list(closed[np.linspace(0, len(closed) - 1, min(len(closed), count * 4)
+                                                                          ).astype(int)]) if len(closed) else []
     else:
         value = np.array([min(opening(r[2], 0), opening(r[2], 1)) for r in rows])
         closed, wanted = np.flatnonzero(value > np.percentile(value, 50)), np.argsort(value)[: count * 4]
@@ -233,8 +258,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for clip in clips:
         rows = clip_frames(clip)
-        for part, name in ((MOUTH, "mouth"), (0, "lids")):
-            for a, b in pick_pairs(rows, part, args.pairs):
+        for part, name, shut in ((MOUTH, "mouth", False), (MOUTH, "mouth closing", True), (0, "lids", False)):
+            for a, b in pick_pairs(rows, part, args.pairs, closing=shut):
                 for how in ("aus", "landmarks"):
                     sheet = None if args.sheet is None else args.sheet / f"{clip.stem}_{name}_{how}_{a}_{b}.png"
                     row = compare(model, rows, a, b, part, how, meter, sheet)
@@ -247,7 +272,8 @@ def main() -> None:
         gain = {f: float(np.mean([r[f"{f}_memory"] - r[f"{f}_paint"] for r in rows])) for f in ("part", "face")}
         summary[key] = {"pairs": len(rows), "part_gain_db": round(gain["part"], 2), "face_gain_db": round(gain["face"], 2),
                         **{k: round(float(np.nanmean([r.get(k, np.nan) for r in rows])), 4)
-                           for k in sorted({k for r in rows for k in r}) if k.startswith(("identity", "lip_inside"))}}
+                           for k in sorted({k for r in rows for k in r})
+                           if k.startswith(("identity", "lip_inside", "teeth"))}}
         if "part_own_paint" in rows[0]:  # the own motion's share of the gain, with the paint in both
             summary[key]["own_motion_part_gain_db"] = round(float(np.mean(
                 [r["part_own_paint"] - r["part_paint"] for r in rows])), 2)

@@ -7,6 +7,8 @@ and smooths both the source AUs and the flow over time so a constant target give
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -207,9 +209,9 @@ class GeneratorEditor:
         image, replaced = edited.image, edited.replaced
         if self.compositor is not None and replaced is not None:
             pitch = None if edited.pose is None else float(edited.pose[0])
-            image, replaced = self.compositor(image, replaced, edited.moved, edited.aus, pitch)
-        return EditedCrop(image, edited.moved, replaced, image if edited.reference is None else edited.reference,
-                          edited.aus, edited.pose)
+            image, replaced = self.compositor(image, replaced, edited.moved, edited.aus, pitch, edited.before)
+        return dataclasses.replace(edited, image=image, replaced=replaced,
+                                   reference=image if edited.reference is None else edited.reference)
 
 
 @dataclass(eq=False)
@@ -240,7 +242,8 @@ class _Ask:
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         landed = denormalise((self.landmarks - self.moves)[0].cpu().numpy(), self.size)
         self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped),
-                                 self.tgt[0].cpu().numpy(), self.pose)
+                                 self.tgt[0].cpu().numpy(), self.pose, denormalise(self.landmarks[0].cpu().numpy(),
+                                                                                   self.size))
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:

@@ -62,6 +62,12 @@ _MARGIN = 0.35  # a patch reaches this share of the part's width past its contou
 _FEATHER = 1.5  # pixels of blur on the blend mask
 _RING_KERNEL = np.ones((9, 9), np.uint8)  # the colour match's ring: this far outside the blend
 _REACH = 8  # pixels past a part's box that its blend touches: the feather's tail and the colour match's ring
+# A mouth closed by a warp squashes the teeth between the lips and leaves the lips' old edges beside them (seen on a
+# smiling, talking held-out speaker edited to a closed mouth). Where an edit closes the mouth by more than
+# _CLOSING_FROM of its width (gap over width), the person's own mouth at the target's opening is put in, lips and all,
+# fully from _CLOSING_FROM + _CLOSING_SPAN.
+_CLOSING_FROM, _CLOSING_SPAN = 0.03, 0.05
+_LIPS_GROWN = 0.12  # a closing mouth's blend reaches this share of its width past the outer lip lines
 
 
 def _points(part: int) -> list[int]:
@@ -199,12 +205,20 @@ def distance(name: str, entry: MemoryEntry, target: float, aus: np.ndarray | Non
     return off**0.5
 
 
-def outline(points: np.ndarray, part: int) -> np.ndarray:
+def outline(points: np.ndarray, part: int, whole: bool = False) -> np.ndarray:
     """(K, 2) the closed outline of what a remembered part replaces, on the landmarks ``points``: the inner mouth
-    (inside the lips), or a whole eye (between the skin lines above and below its lids)."""
+    (inside the lips), or a whole eye (between the skin lines above and below its lids); ``whole``: the mouth with its
+    lips (a closing mouth)."""
     above, upper, lower, below = GAP_CONTOURS[part]
-    top, bottom = (upper, lower) if part == MOUTH else (above, below)
+    top, bottom = (upper, lower) if part == MOUTH and not whole else (above, below)
     return np.concatenate([points[list(top)], points[list(bottom)][::-1]])
+
+
+def closing(before: np.ndarray, after: np.ndarray) -> float:
+    """How far (0 to 1) an edit that moves the landmarks from ``before`` to ``after`` closes the mouth for the
+    memory to put a whole mouth in (``_CLOSING_FROM``)."""
+    shut = opening(before, MOUTH) - opening(after, MOUTH)
+    return float(np.clip((shut - _CLOSING_FROM) / _CLOSING_SPAN, 0.0, 1.0))
 
 
 def _box(points: np.ndarray, part: int, size: int) -> tuple[int, int, int, int] | None:
@@ -250,13 +264,15 @@ class MemoryCompositor:
         return best
 
     def __call__(self, image: np.ndarray, painted: np.ndarray, points: np.ndarray, aus: np.ndarray | None = None,
-                 pitch: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 pitch: float | None = None, before: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``image`` (S, S, 3) uint8, the edit, with remembered parts put where ``painted`` (S, S) says the edit
         painted, onto the parts as the edit's landmarks ``points`` (478, 2, crop pixels) place them, each the entry
         nearest the target's opening, ``aus`` (the AUs the edit aims at) and ``pitch`` (the head's, degrees; None:
-        without it); and where the crop is now new content (the paint's mask, grown where a mouth or an eye was
-        replaced whole)."""
-        if not len(self.memory) or not painted.any():
+        without it); with ``before`` (the landmarks before the edit moved them), a mouth the edit closes too (lips
+        and all: ``closing``); and where the crop is now new content (the paint's mask, grown where a mouth or an
+        eye was replaced whole)."""
+        shut = 0.0 if before is None else closing(before, points)
+        if not len(self.memory) or (not painted.any() and shut <= 0.01):
             return image, painted
         out = image.copy()
         replaced = painted.copy()
@@ -267,6 +283,9 @@ class MemoryCompositor:
                 continue
             x0, y0, x1, y1 = box
             strength = float(painted[y0:y1, x0:x1].max())
+            whole = part == MOUTH and shut > strength  # a mouth closed, not opened: lips and all
+            if whole:
+                strength = shut
             if strength <= 0.01:
                 self._using[name] = self._leaving[name] = None
                 continue
@@ -284,18 +303,22 @@ class MemoryCompositor:
             # their own from the skin line above the lids to the one below, lashes and creases with it. Put only
             # where the paint went, the remembered lid met the warped lower lid: on held-out blinks 1.0 dB closer to
             # the real one than the paint, against 2.0 dB for the whole eye (``probes/face_memory.py``).
-            cv2.fillPoly(mask, [np.round(outline(local, part) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+            cv2.fillPoly(mask, [np.round(outline(local, part, whole) * 16).astype(np.int32)], 1.0, cv2.LINE_AA,
+                         shift=4)
+            if whole:  # past the lips' old edges, which the warp left beside the new ones
+                grow = 2 * int(np.ceil(_LIPS_GROWN * (x1 - x0) / (1 + 2 * _MARGIN))) + 1
+                mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
             mask = cv2.GaussianBlur(mask, (0, 0), _FEATHER)
             mask *= strength
             # Nothing outside the part's box (the feather's tail past it is cut).
             mask[: y0 - ry0], mask[y1 - ry0:], mask[:, : x0 - rx0], mask[:, x1 - rx0:] = 0.0, 0.0, 0.0, 0.0
-            layer = _warped(entry, local, part, mask.shape[::-1])
+            layer = _warped(entry, local, part, mask.shape[::-1], whole)
             if layer is None:
                 continue
             leaving = self._leaving[name]
             if leaving is not None:  # the entry just left, fading out
                 old, frames = leaving
-                old_layer = _warped(old, local, part, mask.shape[::-1])
+                old_layer = _warped(old, local, part, mask.shape[::-1], whole)
                 if old_layer is not None:
                     layer += (old_layer - layer) * (frames / (_FADE_FRAMES + 1))
                 self._leaving[name] = (old, frames - 1) if frames > 1 else None
@@ -307,12 +330,14 @@ class MemoryCompositor:
         return out, replaced
 
 
-def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int, int]) -> np.ndarray | None:
+def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int, int], whole: bool = False,
+            ) -> np.ndarray | None:
     """The entry's patch warped into an image of ``shape`` (width, height; float32) by the affine map that best
     takes its part's edges onto ``points`` (in that image's pixels): for the mouth, the inner lip lines, which bound
     what is blended in (fitted on the outer lines too, the entry's own lower lip showed inside a wider target mouth, a
-    second lip above the moved one); for an eye, its lids with the lines around them."""
-    matrix = fitted_affine(entry.points, points, fit_points(part))
+    second lip above the moved one), or for a whole mouth all four; for an eye, its lids with the lines around
+    them."""
+    matrix = fitted_affine(entry.points, points, _points(part) if whole else fit_points(part))
     if matrix is None:
         return None
     return cv2.warpAffine(entry.patch.astype(np.float32), matrix, shape, flags=cv2.INTER_LINEAR,

@@ -181,6 +181,8 @@ class EditedCrop:
     # compares the edit with (the same content in the same place); None compares with the crop as it was
     aus: np.ndarray | None = None  # (17,) the AUs the edit aims at: the face memory's entries are chosen by them
     pose: np.ndarray | None = None  # (3,) the head's pitch, yaw and roll in the edit, degrees: and by its pitch
+    before: np.ndarray | None = None  # (478, 2) where the landmarks were, crop pixels: a mouth the edit closes is
+    # the memory's too
 
 
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same

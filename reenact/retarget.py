@@ -40,11 +40,6 @@ _LOWER_LIDS = [i for _, lower in _LIDS for i in lower]
 # Brow points above each eye's upper lid: the brows' height is measured from the lid's top to them.
 _BROWS = ((70, 63, 105, 66, 107, 46, 53, 52, 65, 55), (300, 293, 334, 296, 336, 276, 283, 282, 295, 285))
 _MOUTH_CORNERS = (61, 291)
-_LIP_CENTRES = (13, 14)  # the inner lips' middles
-_LIP_OUTER = (0, 17)  # the outer lips' top and bottom
-_SUBNASALE = 2  # where the nose meets the upper lip
-_OPEN_FROM, _OPEN_BY = 0.03, 0.12  # a source mouth's gap, as a share of its width: open from, fully open by
-_OPEN_HOLD_S = 0.4  # an open mouth counts as open this long after (the time constant of its release)
 _CALM_SHARE = 0.15  # the rest is the mean of this share of the clip's frames, the calmest
 _RATIO_RANGE = (0.5, 2.0)  # per-region scales are kept within this: a mis-tracked frame does not blow a region up
 _SOURCE_MEMORY = 300  # frames over which the source's proportions are taken (a robust running value)
@@ -66,32 +61,12 @@ def proportions(landmarks: np.ndarray) -> np.ndarray:
     return np.stack([opening, brows, mouth], axis=-1)
 
 
-def kept_directions(rest: np.ndarray) -> np.ndarray:
-    """(478,) per landmark of a face at ``rest``, which way along y its own motion cannot be taken back by a warp
-    (+1 down, -1 up, 0 any way): lids closing (upper down, lower up), as there is no eye under them to show; and the
-    mouth opening (lower lip, chin and jaw down, upper lip up), as closing an open mouth by a warp squashes the teeth
-    between the lips and leaves the lips' old edges beside them. So a talking source keeps its speech."""
-    directions = np.zeros(len(rest))
-    directions[_UPPER_LIDS] = 1.0
-    directions[_LOWER_LIDS] = -1.0
-    mouth = face_regions(rest)["mouth"]
-    centre = rest[list(_LIP_CENTRES), 1].mean()
-    height = rest[_LIP_OUTER[1], 1] - rest[_LIP_OUTER[0], 1]
-    x, y = rest[:, 0], rest[:, 1]
-    directions[mouth & (y > centre + 0.15 * height)] = 1.0  # the lower lip, chin and jaw drop together
-    # The upper lip, between the corners (the cheeks beside it rise in a smile, which is taken back); the corners,
-    # on the centre line, are neither.
-    between = np.abs(x - rest[list(_MOUTH_CORNERS), 0].mean()) < 0.5 * proportions(rest)[2]
-    below_nose = y > (rest[_SUBNASALE, 1] + rest[_LIP_OUTER[0], 1]) / 2  # the nose's own moves are taken back
-    directions[mouth & between & below_nose & (y < centre - 0.15 * height)] = -1.0
-    directions[MESH:] = 0.0
-    return directions
-
-
-def _takeable(displacement: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """(478, 2) the part of a face's displacement from its rest that a warp can take back (``kept_directions``)."""
+def _takeable(displacement: np.ndarray) -> np.ndarray:
+    """(478, 2) the part of a face's displacement from its rest that a warp can take back: all of it but the lids'
+    closing (upper lids down, lower lids up), as there is no eye under them to show."""
     taken = displacement.copy()
-    taken[:, 1] -= np.maximum(displacement[:, 1] * directions, 0.0) * directions
+    taken[_UPPER_LIDS, 1] = np.minimum(taken[_UPPER_LIDS, 1], 0.0)
+    taken[_LOWER_LIDS, 1] = np.maximum(taken[_LOWER_LIDS, 1], 0.0)
     return taken
 
 
@@ -171,33 +146,19 @@ class Retargeter:
         """``aus``: only these AUs' regions move. ``scale``: a factor on the motion. ``pose_basis``: the model's
         per-degree fields, to turn the source's head as the driving head turns (None: the head is left as it is).
         ``own``: the source video's own motion, on the same timeline; it is taken out (an absolute transfer: the
-        source's face goes back to its rest, then moves as the driver's), but for what a warp cannot take back (its
-        lids closing and its mouth opening: ``kept_directions``; and the shape of its mouth while it is open)."""
+        source's face goes back to its rest, then moves as the driver's), but for its lids' closing, which a warp
+        cannot take back. A mouth the warp closes is the face memory's to fill (``reenact.memory``)."""
         self.driving = driving
         self.own = own
-        self._kept = None if own is None else kept_directions(own.rest)
-        self._mouth = None if own is None else face_regions(own.rest)["mouth"]
         self.scale = scale
         self.selected = np.any(region_mask(driving.rest, tuple(aus)), axis=0)[:, None] if aus else None
         self.pose_basis = pose_basis
         self._seen: deque[np.ndarray] = deque(maxlen=_SOURCE_MEMORY)
         self._weights: np.ndarray | None = None
-        self._opened = (0.0, -np.inf)  # the source mouth's openness, and when it was last seen
 
     def reset(self) -> None:
         self._seen.clear()
         self._weights = None
-        self._opened = (0.0, -np.inf)
-
-    def _open(self, landmarks: np.ndarray, t: float) -> float:
-        """How open the source's mouth is (0 to 1, by its gap over its width), held and let go over _OPEN_HOLD_S: a
-        talking mouth meets at every 'b' and 'm', and its shape is not taken back for those few frames alone."""
-        gap = (landmarks[_LIP_CENTRES[1], 1] - landmarks[_LIP_CENTRES[0], 1]) / max(proportions(landmarks)[2], 1e-6)
-        now = float(np.clip((gap - _OPEN_FROM) / (_OPEN_BY - _OPEN_FROM), 0.0, 1.0))
-        before, when = self._opened
-        held = before * float(np.exp(-max(t - when, 0.0) / _OPEN_HOLD_S)) if np.isfinite(when) else 0.0
-        self._opened = (max(now, held), t)
-        return self._opened[0]
 
     def ratios(self, landmarks: np.ndarray) -> np.ndarray:
         """The source's proportions over the driver's resting ones (eye opening, brow height, mouth width), the
@@ -218,11 +179,7 @@ class Retargeter:
         factor = 1.0 + np.einsum("nkc,k->nc", weights, ratios - 1.0)  # each landmark's region's ratio, else 1
         moved = self.scale * factor * displacement
         if self.own is not None:
-            taken = _takeable(self.own.at(t)[0], self._kept)
-            # An open mouth keeps its own shape: narrowing it (a smile taken back) would squash the teeth between
-            # the lips.
-            taken[self._mouth] *= 1.0 - self._open(landmarks, t)
-            moved = moved - taken
+            moved = moved - _takeable(self.own.at(t)[0])
         if self.selected is not None:
             moved = moved * self.selected
         moves = -moved  # a landmark displaced by d lands at p + d: its content comes from -d relative to there

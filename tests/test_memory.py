@@ -65,6 +65,24 @@ def test_the_memory_opens_a_closed_mouth_with_the_persons_own_teeth(grid_rows) -
     assert np.mean(gains) > 2.0  # dB (5.7 measured over the held-out clips)
 
 
+def test_a_mouth_an_edit_closes_is_the_persons_own_closed_mouth(shared_data: Path) -> None:
+    """An open mouth closed as far as a real closed frame B (B's own landmark moves), the memory built without the
+    frames within 1 s of B: a warp squashes the teeth between the closed lips; the memory puts the speaker's own mouth
+    in, lips and all, much closer to B (a held-out speaker talking with her mouth wide open)."""
+    sys.path.insert(0, str(PROBES))
+    from face_memory import clip_frames, compare, pick_pairs
+
+    from reenact.model.io import load_generator
+
+    rows = clip_frames(shared_data / "train" / "talking-face_pc-avs" / "00373.mp4")
+    model = load_generator(None).eval()
+    pairs = pick_pairs(rows, MOUTH, 2, closing=True)
+    results = [compare(model, rows, a, b, MOUTH, "landmarks") for a, b in pairs]
+    assert len(pairs) == 2 and all(r is not None for r in results)  # each was closed, and the memory put a mouth in
+    gains = [r["part_memory"] - r["part_paint"] for r in results]
+    assert np.mean(gains) > 4.0, gains  # dB inside B's lips (9.4 measured)
+
+
 def test_a_closed_eye_is_the_persons_own_closed_eye(grid_speaker_rows) -> None:
     """An open eye closed as far as a real blink B (B's own landmark moves), the memory built without the frames within
     1 s of B: between the skin lines above and below the eyes, the result is closer to B with the memory (the whole
