@@ -16,7 +16,9 @@ output, from the source's own) against the driver's motion retargeted to the sou
 the amplitude (projection) ratio; the same read without the stabilising similarity (``raw_``: the output frame keeps
 the source frame's head in place, so its landmarks are compared with the source frame's directly, through that
 frame's alignment: on a warp of known motion, ``probes/transfer_chain.py``, the similarity takes a share of the
-jaw's and brows' motion out of MediaPipe's reading); and the amplitude as the pixels show it (patch matching on
+jaw's and brows' motion out of MediaPipe's reading), and that again over a 3-frame mean of both the output's motion
+and the driver's (``steady_raw_``: MediaPipe's frame-to-frame jitter in the driver's reading, which no warp can carry,
+pulls the ratio down as read); and the amplitude as the pixels show it (patch matching on
 every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean correlation over the
 driver's active AUs (per AU, and for still and video sources apart), and against what the transfer asks
 (``au_corr_asked``: the source's own AUs, or with ``--mode absolute`` its resting ones, plus the driver's rise from
@@ -314,7 +316,8 @@ def transfers(args) -> dict:
                                    | {"driver": driver.stem, "source": source.stem, "kind": kind})
                     print(json.dumps(results[-1]), flush=True)
     summary = {region: {m: round(float(np.nanmean([r[region][m] for r in results])), 3)
-                        for m in ("corr", "amp", "raw_corr", "raw_amp", "pixel_amp")} for region in TRANSFER_REGIONS}
+                        for m in ("corr", "amp", "raw_corr", "raw_amp", "steady_raw_corr", "steady_raw_amp", "pixel_amp")}
+               for region in TRANSFER_REGIONS}
     for key in ("au_corr", "au_corr_asked"):
         summary[key] = round(float(np.nanmean([r[key] for r in results])), 3)
         for kind in ("still", "video"):
@@ -322,6 +325,13 @@ def transfers(args) -> dict:
     summary["identity"] = round(float(np.nanmean([r["identity"] for r in results])), 4)
     print("summary", json.dumps(summary))
     return {"summary": summary, "runs": results}
+
+
+def _steady(series: np.ndarray) -> np.ndarray:
+    """A centred 3-frame mean over time (axis 0; the ends as they are)."""
+    out = series.copy()
+    out[1:-1] = (series[:-2] + series[1:-1] + series[2:]) / 3
+    return out
 
 
 def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter, mode: str = "relative") -> dict:
@@ -372,7 +382,13 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
         pw = np.concatenate([p[0][list(index)] for p in pixels])
         pm = np.concatenate([p[1][list(index)] for p in pixels])
         ok = ~np.isnan(pm).any(axis=1)
+        # MediaPipe's frame-to-frame jitter in the driver's reading is no motion, and no warp carries what it cannot
+        # see; as a reference it pulls the projection ratio down. The same 3-frame mean over both shows how much of
+        # that is jitter (``steady_``), beside the ratio as read.
+        ws, rs = _steady(w), _steady(r)
         row[region] = {"corr": round(float(np.corrcoef(w.ravel(), g.ravel())[0, 1]), 3),
+                       "steady_raw_corr": round(float(np.corrcoef(ws.ravel(), rs.ravel())[0, 1]), 3),
+                       "steady_raw_amp": round(float(rs.ravel() @ ws.ravel() / (ws.ravel() @ ws.ravel())), 3),
                        "amp": round(float(g.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
                        "raw_corr": round(float(np.corrcoef(w.ravel(), r.ravel())[0, 1]), 3),
                        "raw_amp": round(float(r.ravel() @ w.ravel() / (w.ravel() @ w.ravel())), 3),
