@@ -7,10 +7,8 @@ and smooths both the source AUs and the flow over time so a constant target give
 
 from __future__ import annotations
 
-import dataclasses
-
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -210,8 +208,8 @@ class GeneratorEditor:
         if self.compositor is not None and replaced is not None:
             pitch = None if edited.pose is None else float(edited.pose[0])
             image, replaced = self.compositor(image, replaced, edited.moved, edited.aus, pitch, edited.before)
-        return dataclasses.replace(edited, image=image, replaced=replaced,
-                                   reference=image if edited.reference is None else edited.reference)
+        return replace(edited, image=image, replaced=replaced,
+                       reference=image if edited.reference is None else edited.reference)
 
 
 @dataclass(eq=False)
