@@ -68,6 +68,11 @@ _REACH = 8  # pixels past a part's box that its blend touches: the feather's tai
 # fully from _CLOSING_FROM + _CLOSING_SPAN.
 _CLOSING_FROM, _CLOSING_SPAN = 0.03, 0.05
 _LIPS_GROWN = 0.12  # a closing mouth's blend reaches this share of its width past the outer lip lines
+# An open mouth drawn wide by a smile shows the upper teeth; a person's own mouth that never smiled so wide shows the
+# dark under the upper lip, and a laugh put on it read as a shout (a laughing held-out driver onto `DPE-s`, whose
+# clip smiles at most AU12 0.66). Further than this in AU12 from the target, an open mouth is not near enough.
+_SMILE_GAP = 1.5
+_SMILE = AU_NAMES.index("AU12")
 
 
 def _points(part: int) -> list[int]:
@@ -163,10 +168,10 @@ class FaceMemory:
         return held is None or _off_middle(name, cell, value, aus) < _off_middle(name, cell, held.opening, held.aus)
 
     def nearest(self, name: str, target: float, aus: np.ndarray | None = None, pitch: float | None = None,
-                ) -> MemoryEntry | None:
+                smile: bool = True) -> MemoryEntry | None:
         """The entry of ``name`` nearest the target opening (and ``aus``, the target's AUs, and ``pitch``, its head's:
-        ``distance``), if its opening is near enough to stand in for it."""
-        entries = [e for e in self.entries[name].values() if abs(e.opening - target) <= _NEAR_ENOUGH[name]]
+        ``distance``), if it is near enough to stand in for it (``near_enough``; ``smile``: its smile too)."""
+        entries = [e for e in self.entries[name].values() if near_enough(name, e, target, aus, smile)]
         return min(entries, key=lambda e: distance(name, e, target, aus, pitch)) if entries else None
 
 
@@ -189,6 +194,16 @@ def _off_middle(name: str, cell: tuple[int, ...], value: float, aus: np.ndarray 
     if len(cell) > 1 and aus is not None and not _PITCHED[name]:
         off += float(np.sum((aus[_CELL_INDEX[name]] - _AU_MIDDLES[list(cell[1:])]) ** 2))
     return off
+
+
+def near_enough(name: str, entry: MemoryEntry, target: float, aus: np.ndarray | None, smile: bool = True) -> bool:
+    """Whether an entry can stand in for the target: its opening within ``_NEAR_ENOUGH``, and for an open mouth
+    (``smile``), its AU12 within ``_SMILE_GAP`` of the target's."""
+    if abs(entry.opening - target) > _NEAR_ENOUGH[name]:
+        return False
+    if not smile or name != "mouth" or aus is None or entry.aus is None:
+        return True
+    return abs(float(entry.aus[_SMILE]) - float(aus[_SMILE])) <= _SMILE_GAP
 
 
 def distance(name: str, entry: MemoryEntry, target: float, aus: np.ndarray | None, pitch: float | None = None,
@@ -250,10 +265,11 @@ class MemoryCompositor:
         """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
         return self._using[name]
 
-    def _choose(self, name: str, target: float, aus: np.ndarray | None, pitch: float | None) -> MemoryEntry | None:
-        best = self.memory.nearest(name, target, aus, pitch)
+    def _choose(self, name: str, target: float, aus: np.ndarray | None, pitch: float | None, smile: bool = True,
+                ) -> MemoryEntry | None:
+        best = self.memory.nearest(name, target, aus, pitch, smile)
         held = self._held[name]
-        if held is not None and best is not None and abs(held.opening - target) <= _NEAR_ENOUGH[name] \
+        if held is not None and best is not None and near_enough(name, held, target, aus, smile) \
                 and distance(name, held, target, aus, pitch) <= distance(name, best, target, aus, pitch) + _HOLD[name]:
             best = held
         self._using[name] = best
@@ -289,7 +305,7 @@ class MemoryCompositor:
             if strength <= 0.01:
                 self._using[name] = self._leaving[name] = None
                 continue
-            entry = self._choose(name, opening(points, part), aus, pitch)
+            entry = self._choose(name, opening(points, part), aus, pitch, smile=not whole)
             if entry is None:
                 continue  # nothing near enough: the paint stays
             # The work is done in the box grown by what the feather and the colour match's ring reach: the same

@@ -185,7 +185,7 @@ def test_of_two_mouths_as_open_the_one_whose_aus_are_nearer_the_targets_is_put_i
     _, crop, points, aus, _ = max(grid_rows, key=lambda row: opening(row[2], MOUTH))
     smile = AU_NAMES.index("AU12")
     plain, smiling = aus.copy(), aus.copy()
-    plain[smile], smiling[smile] = 0.0, 3.0
+    plain[smile], smiling[smile] = 0.0, 2.5
     memory.observe(crop, points, 0.0, plain)
     memory.observe(crop, points, 1.0, smiling)
     assert len(memory.entries["mouth"]) == 2  # one cell each: the same opening, AU12 in different bands
@@ -199,11 +199,29 @@ def test_of_two_mouths_as_open_the_one_whose_aus_are_nearer_the_targets_is_put_i
     compositor(crop, painted, points, smiling)
     assert compositor.entry_in_use("mouth").time == 1.0
     slightly = smiling.copy()
-    slightly[smile] = 1.3  # nearer the plain one now (1.3 against 1.7), but by less than the hold: kept
+    slightly[smile] = 1.1  # nearer the plain one now (1.1 against 1.4), but by less than the hold: kept
     compositor(crop, painted, points, slightly)
     assert compositor.entry_in_use("mouth").time == 1.0
     compositor(crop, painted, points, plain)
     assert compositor.entry_in_use("mouth").time == 0.0
+
+
+def test_a_broad_smile_is_not_given_an_open_mouth_that_never_smiled(grid_rows) -> None:
+    """A person whose open mouths never smiled: a target smiling 2 AU12 wider is painted (the upper teeth), not given
+    their talking mouth (the dark under the upper lip read as a shout); a mouth closed onto the same target still is
+    theirs (closed lips show no teeth)."""
+    from reenact.face.aus import AU_NAMES
+
+    _, crop, points, aus, _ = max(grid_rows, key=lambda row: opening(row[2], MOUTH))
+    smile = AU_NAMES.index("AU12")
+    plain, broad = aus.copy(), aus.copy()
+    plain[smile], broad[smile] = 0.0, 2.0
+    memory = FaceMemory()
+    memory.observe(crop, points, 0.0, plain)
+    target = opening(points, MOUTH)
+    assert memory.nearest("mouth", target, plain) is not None
+    assert memory.nearest("mouth", target, broad) is None
+    assert memory.nearest("mouth", target, broad, smile=False) is not None
 
 
 def test_a_change_of_entry_fades_over_a_few_frames(grid_rows) -> None:
