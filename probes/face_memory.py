@@ -197,8 +197,8 @@ def pick_pairs(rows, part: int, count: int, wide: float = 0.15, closing: bool = 
         closed, wanted = np.flatnonzero(value < 0.03), np.argsort(-value)[: count * 4]
         wanted = [i for i in wanted if value[i] > wide]
         if closing:  # the open frames are the As now, the closed ones the Bs, spread over the clip
-            closed, wanted = np.array(wanted), list(closed[np.linspace(0, len(closed) - 1, min(len(closed), count * 4)
-                                                                          ).astype(int)]) if len(closed) else []
+            spread = np.linspace(0, len(closed) - 1, min(len(closed), count * 4)).astype(int)
+            closed, wanted = np.array(wanted), [int(i) for i in closed[spread]]
     else:
         value = np.array([min(opening(r[2], 0), opening(r[2], 1)) for r in rows])
         closed, wanted = np.flatnonzero(value > np.percentile(value, 50)), np.argsort(value)[: count * 4]

@@ -14,12 +14,12 @@ from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import normalise
-from reenact.retarget import _BROWS, _LIDS, DrivingMotion, Retargeter, proportions
+from reenact.retarget import _BROWS, _LIDS, _UPPER_LIDS, DrivingMotion, Retargeter, proportions
 from reenact.video import VideoReader
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 
-UPPER_LIDS = [i for eye in _LIDS for i in eye[0]]
+UPPER_LIDS = _UPPER_LIDS
 CORNERS = [61, 291]
 
 
@@ -31,14 +31,20 @@ def face(astronaut: np.ndarray) -> np.ndarray:
     return normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256).astype(np.float64)
 
 
-def mouth_gaps(path: Path) -> np.ndarray:
-    """Per frame of a video, its face's lip gap over the face's width (NaN where MediaPipe finds no face)."""
+def per_frame(path: Path, reading) -> np.ndarray:
+    """Per frame of a video, ``reading`` of its face's landmarks (478, 2, frame pixels); NaN where MediaPipe finds no
+    face."""
     rows = []
     with VideoReader(path) as reader, FaceTracker() as tracker:
         for frame in reader:
             found = tracker(frame.image, frame.time)
-            rows.append(np.nan if found is None else (found.xy[14, 1] - found.xy[13, 1]) / np.ptp(found.xy[:, 0]))
+            rows.append(np.nan if found is None else reading(found.xy))
     return np.array(rows)
+
+
+def mouth_gaps(path: Path) -> np.ndarray:
+    """Per frame of a video, its face's lip gap over the face's width (NaN where MediaPipe finds no face)."""
+    return per_frame(path, lambda xy: (xy[14, 1] - xy[13, 1]) / np.ptp(xy[:, 0]))
 
 
 def driving_clip(face: np.ndarray, frames: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -149,7 +155,6 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_a_transfer_follows_the_driving_mouth(astronaut: np.ndarray, shared_data: Path, tmp_path: Path) -> None:
     """A talking driver onto the astronaut, by its landmarks: MediaPipe on the output finds her lips opening and
     closing with the driver's (the lips' gap, frame by frame, correlates with the driver's)."""
-
     still = tmp_path / "astronaut.png"
     cv2.imwrite(str(still), astronaut[:, :, ::-1])
     driving = shared_data / "train" / "grid_s1" / "bbaf2n.mp4"
@@ -177,15 +182,7 @@ def test_a_still_driving_image_has_no_landmark_motion(astronaut: np.ndarray, sha
 
 def brow_heights(path: Path) -> np.ndarray:
     """Per frame of a video, its face's brows' height over its upper lids in the aligned crop (NaN: no face)."""
-    rows = []
-    with VideoReader(path) as reader, FaceTracker() as tracker:
-        for frame in reader:
-            found = tracker(frame.image, frame.time)
-            if found is None:
-                rows.append(np.nan)
-                continue
-            rows.append(proportions(normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256))[1])
-    return np.array(rows)
+    return per_frame(path, lambda xy: proportions(normalise(estimate_alignment(xy, 256).to_crop(xy), 256))[1])
 
 
 def test_an_absolute_transfer_of_a_video_onto_itself_gives_its_own_brows_back(shared_data: Path,
