@@ -101,7 +101,11 @@ class ExpressionTarget:
         if self.preset is not None:
             for name, value in PRESETS[self.preset].items():
                 i = AU_NAMES.index(name)
-                goal[i] = source[i] + self.strength * (value - source[i])
+                # The AUs an emotion raises are raised to at least its level: a face already showing more keeps
+                # its own (a laugh made happy is not made smaller, a wide mouth made surprised not closed). The
+                # AUs it sets to 0 contradict it and are taken away.
+                change = value - source[i] if value == 0 else max(value - source[i], 0.0)
+                goal[i] = source[i] + self.strength * change
         for edit in self.edits:
             i = AU_NAMES.index(edit.au)
             goal[i] = goal[i] + edit.value if edit.relative else edit.value

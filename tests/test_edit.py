@@ -82,6 +82,24 @@ def test_an_edit_changes_the_face_and_nothing_else(astronaut_png: Path, tmp_path
     assert np.array_equal(a[300:], b[300:]) and np.array_equal(a[:, :120], b[:, :120])
 
 
+def test_a_laugh_made_happy_stays_a_laugh(shared_data: Path, tmp_path: Path) -> None:
+    """A preset raises its emotion's AUs to at least their level. A held-out speaker laughing (ST-happyenglish's first
+    frame: lips parted 3.0, past happy's 1.0) keeps her open mouth under happy; when a preset set its AUs outright,
+    happy closed her laugh to 0.57 of its lip gap, her teeth squashed into a white band."""
+    from reenact.face.tracker import FaceTracker
+
+    with VideoReader(shared_data / "train" / "edtalk" / "expression_source.mp4") as reader:
+        laugh = next(iter(reader)).image
+    source, out = tmp_path / "laugh.png", tmp_path / "happy.png"
+    cv2.imwrite(str(source), laugh[:, :, ::-1])
+    result = run_cli("edit", source, "-o", out, "--preset", "happy")
+    assert result.returncode == 0, result.stderr
+    with FaceTracker(video_mode=False) as tracker:
+        gaps = [tracker(image, 0.0).xy[[13, 14], 1] for image in (laugh, cv2.imread(str(out))[:, :, ::-1].copy())]
+    before, after = (lower - upper for upper, lower in gaps)
+    assert before > 10 and after > 0.9 * before
+
+
 def test_the_shipped_model_needs_no_edit_gain_and_a_gained_one_can_be_turned_off(astronaut_png: Path,
                                                                                tmp_path: Path) -> None:
     """The shipped model's fields are fitted on OpenFace labels, so an edit moves as far as real faces labelled with
