@@ -154,6 +154,44 @@ def chin_redness(source: np.ndarray, edited: np.ndarray, landmarks: np.ndarray,
     return _redness_above_cheeks(edited, edit_xy, percentile) - _redness_above_cheeks(source, src_xy, percentile)
 
 
+# Per eye: the skin line above the upper lid (a ring round the lids, as ``reenact.model.networks.GAP_CONTOURS``
+# has it) and the upper lid's edge, each from the eye's outer corner to its inner one.
+RING_ABOVE = ((130, 247, 30, 29, 27, 28, 56, 190, 243), (359, 467, 260, 259, 257, 258, 286, 414, 463))
+LID_EDGE = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (263, 466, 388, 387, 386, 385, 384, 398, 362))
+
+
+def lid_streaks(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """How streaked the upper lids are: a lid a warp brings far down is its lashes and crease drawn out over the
+    eye, a see-through band of vertical streaks (strong across, weak down).
+
+    Per eye, on luminance: the mean |d/dx| over the mean |d/dy| (Sobel) sampled between the skin line above the
+    lid and the lid's edge (15-85% of the way down), across the middle 60% of the eye; the larger of the two eyes.
+    Not a difference: the figure is compared with real faces' own lids at the same closure. NaN where the band has
+    no height.
+
+    Args:
+        image: (S, S, 3) uint8 RGB. landmarks: (478, 2+) its landmarks in pixels (x right, y down).
+    """
+    xy = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    lum = _luminance(image)
+    gx, gy = (np.abs(cv2.Sobel(lum, cv2.CV_32F, dx, dy, ksize=3)) for dx, dy in ((1, 0), (0, 1)))
+    ratios = []
+    for eye in (0, 1):
+        edge = xy[list(LID_EDGE[eye])]
+        x0, x1 = edge[:, 0].min(), edge[:, 0].max()
+        xs = np.linspace(x0 + 0.2 * (x1 - x0), x1 - 0.2 * (x1 - x0), GRID[1])
+        top, bottom = _curve(xy, RING_ABOVE[eye], xs), _curve(xy, LID_EDGE[eye], xs)
+        if np.median(bottom - top) < 2:
+            ratios.append(np.nan)
+            continue
+        t = np.linspace(0.15, 0.85, GRID[0])[:, None]
+        map_y = (top + t * (bottom - top)).astype(np.float32)
+        map_x = np.broadcast_to(xs, map_y.shape).astype(np.float32)
+        across, down = (cv2.remap(g, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for g in (gx, gy))
+        ratios.append(float(across.mean() / max(float(down.mean()), 1e-3)))
+    return float(np.nanmax(ratios)) if not np.isnan(ratios).all() else float("nan")
+
+
 def _demo() -> None:
     """Self-check on the astronaut: synthetic artefacts fire their measure; mild, global changes do not."""
     from skimage.data import astronaut

@@ -22,8 +22,10 @@ pulls the ratio down as read); and the amplitude as the pixels show it (patch ma
 every fifth frame, no MediaPipe); reenact's AU reader on the output against the driver, mean correlation over the
 driver's active AUs (per AU, and for still and video sources apart), and against what the transfer asks
 (``au_corr_asked``: the source's own AUs, or with ``--mode absolute`` its resting ones, plus the driver's rise from
-its rest: a relative transfer keeps a video source's own expressions); identity. With ``--mode absolute``, a video
-source's output motion is read from the source's rest (its own displacement from its rest added back).
+its rest: a relative transfer keeps a video source's own expressions); identity; how streaked the upper lids are
+(``probes/artefacts.py``'s ``lid_streaks``, the 90th percentile over the output's frames and over the source's). With
+``--mode absolute``, a video source's output motion is read from the source's rest (its own displacement from its
+rest added back).
 
 Usage:
   python probes/full_strength.py edits DATASET --split RUN/split.json [--model default] [--faces 24] [--json F]
@@ -323,6 +325,8 @@ def transfers(args) -> dict:
         for kind in ("still", "video"):
             summary[f"{key} {kind}"] = round(float(np.nanmean([r[key] for r in results if r["kind"] == kind])), 3)
     summary["identity"] = round(float(np.nanmean([r["identity"] for r in results])), 4)
+    for key in ("lid_streaks_p90", "lid_streaks_source_p90"):
+        summary[key] = round(float(np.nanmean([r[key] for r in results])), 3)
     print("summary", json.dumps(summary))
     return {"summary": summary, "runs": results}
 
@@ -402,7 +406,22 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
         row[key + "_per_au"] = corrs
     row["active"] = [AU_NAMES[k] for k in np.flatnonzero(active)]
     row["identity"] = round(float(np.mean(apart)), 4) if apart else float("nan")
+    # How streaked the upper lids are (``probes/artefacts.py``), the output's frames against the source's own (real
+    # lids), at the 90th percentile over frames: a lid the warp drew out over the eye shows in the tail.
+    row["lid_streaks_p90"], row["lid_streaks_source_p90"] = (_streaks_p90(c, p) for c, p in ((c_out, p_out), (c_src, p_src)))
     return row
+
+
+def _streaks_p90(crops: list, points: list) -> float:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from artefacts import lid_streaks
+
+    from reenact.model.coords import denormalise
+
+    values = [lid_streaks(c, denormalise(p, c.shape[0])) for c, p in zip(crops, points) if p is not None]
+    return round(float(np.nanpercentile(values, 90)), 3) if values else float("nan")
 
 
 def main() -> None:

@@ -82,6 +82,21 @@ def test_an_edit_changes_the_face_and_nothing_else(astronaut_png: Path, tmp_path
     assert np.array_equal(a[300:], b[300:]) and np.array_equal(a[:, :120], b[:, :120])
 
 
+def test_a_smile_edit_keeps_a_talking_mouth_talking(grid_clip: Path, tmp_path: Path) -> None:
+    """The lip-corner AUs do not open or close the lips (``reenact.train.basis.hold_lip_gap``). A GRID speaker's
+    clip edited to AU12 3 and with the happy preset keeps his speech: the lip gap follows his own (its spread 0.80
+    and 0.82 of his; when AU12's field closed the lips by 3 px at +2, his mouth stayed shut, 0.30)."""
+    from readings import mouth_gaps
+
+    source = mouth_gaps(grid_clip)
+    for args in (["--au", "AU12=3"], ["--preset", "happy"]):
+        out = tmp_path / "smile.mp4"
+        result = run_cli("edit", grid_clip, "-o", out, *args)
+        assert result.returncode == 0, result.stderr
+        edited = mouth_gaps(out)
+        assert np.corrcoef(source, edited)[0, 1] > 0.9 and edited.std() > 0.6 * source.std(), args
+
+
 def test_a_laugh_made_happy_stays_a_laugh(shared_data: Path, tmp_path: Path) -> None:
     """A preset raises its emotion's AUs to at least their level. A held-out speaker laughing (ST-happyenglish's first
     frame: lips parted 3.0, past happy's 1.0) keeps her open mouth under happy; when a preset set its AUs outright,

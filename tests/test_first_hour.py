@@ -399,6 +399,12 @@ def test_11_the_au_plot_names_au23_as_the_edit_does() -> None:
     figure = au_figure(np.linspace(0, 1, 5), np.zeros((5, len(AU_NAMES))))
     labels = {text.get_text() for axis in figure.axes for text in axis.texts}
     assert labels == set(AU_DESCRIPTIONS.values())
+    # A still image's AUs are one frame: drawn as a bar per AU (as one-point curves, the panels were empty).
+    still = np.linspace(0.2, 3.4, len(AU_NAMES))[None]
+    figure = au_figure(np.zeros(1), still)
+    (axis,) = figure.axes
+    assert [round(bar.get_width(), 6) for bar in axis.patches] == [round(v, 6) for v in still[0]]
+    assert [label.get_text() for label in axis.get_yticklabels()] == [f"{n}  {AU_DESCRIPTIONS[n]}" for n in AU_NAMES]
 
 
 def test_11_no_file_outside_the_docs_names_a_reenact_aus_command() -> None:

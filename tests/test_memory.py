@@ -441,3 +441,26 @@ def test_a_first_pass_tracked_in_segments_is_one_persons_track(shared_data: Path
         assert len(set(bands2[eye]) ^ set(bands1[eye])) <= 2
     with VideoReader(clip, first=110) as reader, FaceTracker() as fresh:  # the cut of two segments
         assert fresh(next(reader).image, 0.0).centre[0] > width / 2  # a fresh choice there is the right face
+
+
+def test_a_laughing_drivers_lids_are_the_speakers_own_not_his_lashes_drawn_out(shared_data: Path,
+                                                                                  tmp_path: Path) -> None:
+    """A laughing driver (ST-happyenglish) brings a GRID speaker's upper lids more than half way down: the warp drew
+    his lashes out over his eyes, a see-through, streaked band (``probes/artefacts.py``'s ``lid_streaks``: 0.70 at
+    those frames, his own lids 0.33-0.45). Now his own lids from his blinks are put there (0.42)."""
+    sys.path.insert(0, str(PROBES))
+    from artefacts import lid_streaks
+
+    out = tmp_path / "laugh.mp4"
+    result = run_cli("transfer", shared_data / "train" / "grid_s1" / "bbaf2n.mp4",
+                     shared_data / "train" / "edtalk" / "expression_source.mp4", "-o", out)
+    assert result.returncode == 0, result.stderr
+    with VideoReader(out) as reader:
+        frames = [frame.image for frame in reader]
+    streaks = []
+    with FaceTracker(video_mode=False) as tracker:
+        for i in (15, 16, 17, 24, 25, 26):  # the driver's squints and a blink
+            found = tracker(frames[i], 0.0)
+            assert found is not None
+            streaks.append(lid_streaks(frames[i], found.xy))
+    assert np.mean(streaks) < 0.5

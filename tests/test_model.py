@@ -266,6 +266,36 @@ def test_a_closed_eye_gets_a_lid_and_a_lash_line() -> None:
     assert not bool(run(0.3)["painted"].any())
 
 
+def test_an_upper_lid_brought_far_down_is_painted_to_its_edge() -> None:
+    """An upper lid brought 0.85 of the way down a wide-open eye: the warp alone drew its lashes out over the eye (a
+    streaked band); it is painted down to its own edge, with the lash line there, and the eye left open below it is
+    not painted. Brought half way, it is the warp's."""
+    landmarks = gap_face()
+    upper, lower = list(GAP_CONTOURS[0][1]), list(GAP_CONTOURS[0][2])
+    landmarks[lower + list(GAP_CONTOURS[0][3]), 1] += 0.3  # an eye open some 45 px at 256 px
+    size = 256
+    image = torch.full((1, 3, size, size), 0.8)
+    aus = torch.zeros(1, 17)
+    blink = aus + torch.eye(17)[AU_NAMES.index("AU45"):][:1]
+    column = int((landmarks[upper[4], 0] + 1) / 2 * size)  # the eye's middle
+
+    def run(share: float) -> dict[str, torch.Tensor]:
+        model = _still_texture(replace(SMALL, flow_size=128, flow_fit_iters=5, close_gaps=True, closed_lids=True))
+        with torch.no_grad():
+            model.motion.basis[AU_NAMES.index("AU45"), upper, 1] = (landmarks[upper, 1] - landmarks[lower, 1]) * 5 * share
+            return model(image, landmarks[None], aus, blink)
+
+    def row(y: torch.Tensor) -> int:
+        return int((y + 1) / 2 * size)
+
+    lowered = run(0.85)
+    edge = row(landmarks[upper[4], 1] + 0.85 * (landmarks[lower[4], 1] - landmarks[upper[4], 1]))
+    out, paint = lowered["output"][0, 0, :, column], lowered["painted"][0, 0, :, column]
+    assert float(paint.max()) == 1.0 and float(out[edge - 2: edge + 3].min()) < 0.4  # the lid, and its lash line
+    assert float(paint[edge + 4: row(landmarks[lower[4], 1]) - 1].max()) < 0.05  # the eye below it
+    assert not bool(run(0.5)["painted"].any())
+
+
 def test_the_edit_gain_scales_asked_changes_only() -> None:
     """An edit's change goes through the motion ``edit_gain`` times (up to each AU's ceiling, 5 unless the config
     says otherwise); a transfer's (a reading) and no change do not."""

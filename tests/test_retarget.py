@@ -15,7 +15,8 @@ from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import normalise
 from reenact.retarget import _BROWS, _LIDS, _UPPER_LIDS, DrivingMotion, Retargeter, proportions
-from reenact.video import VideoReader
+
+from readings import mouth_gaps, per_frame
 
 pytestmark = pytest.mark.usefixtures("require_face_model")
 
@@ -29,22 +30,6 @@ def face(astronaut: np.ndarray) -> np.ndarray:
     with FaceTracker(video_mode=False) as tracker:
         found = tracker(astronaut, 0.0)
     return normalise(estimate_alignment(found.xy, 256).to_crop(found.xy), 256).astype(np.float64)
-
-
-def per_frame(path: Path, reading) -> np.ndarray:
-    """Per frame of a video, ``reading`` of its face's landmarks (478, 2, frame pixels); NaN where MediaPipe finds no
-    face."""
-    rows = []
-    with VideoReader(path) as reader, FaceTracker() as tracker:
-        for frame in reader:
-            found = tracker(frame.image, frame.time)
-            rows.append(np.nan if found is None else reading(found.xy))
-    return np.array(rows)
-
-
-def mouth_gaps(path: Path) -> np.ndarray:
-    """Per frame of a video, its face's lip gap over the face's width (NaN where MediaPipe finds no face)."""
-    return per_frame(path, lambda xy: (xy[14, 1] - xy[13, 1]) / np.ptp(xy[:, 0]))
 
 
 def driving_clip(face: np.ndarray, frames: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

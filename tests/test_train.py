@@ -98,6 +98,15 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     assert not field["AU45"][lips + brows].any()
     # Inside, the fields move things: the jaw drop moves the lower lip, the brow raiser the brows.
     assert np.abs(field["AU26"][[14, 17]]).sum() > 0 and np.abs(field["AU01"][brows]).sum() > 0
+    # The lip-corner AUs move the lips but do not open or close them: a smile edit keeps a talking mouth talking.
+    from reenact.model.networks import GAP_CONTOURS
+
+    _, inner_upper, inner_lower, _ = GAP_CONTOURS[-1]
+    inner = list(inner_upper) + list(inner_lower)
+    for name in ("AU15", "AU20"):  # (this small dataset's AU12 and AU14 do not move)
+        assert np.abs(field[name][inner, 1]).sum() > 0.01  # both lips move...
+        assert np.abs(field[name][list(inner_lower), 1] - field[name][list(inner_upper), 1]).max() < 1e-4  # ...alike
+    assert np.abs(field["AU25"][14, 1] - field["AU25"][13, 1]) > 0.01  # lips part still parts them
     assert not model.motion.correct[-1].weight.any() and not model.motion.correct[-1].bias.any()
     # Fitted on the OpenFace labels, an edit needs no gain tuned to reenact's own reader.
     assert model.config.edit_gain is None and model.config.edit_ceiling is None
@@ -254,7 +263,8 @@ def test_edits_are_measured_through_the_pipeline_on_a_video(shared_data: Path, t
     gained = video_au_fidelity(GeneratorOptions(), {video: "someone"}, frames=8)
     assert list(gained) == [name for name, _ in SINGLE_AU_EDITS]
     assert gained["AU12"]["frames"] == 8 and gained["AU12"]["people"] == 1
-    assert gained["AU12"]["share_of_request"] > 0.4
+    # 0.34 (0.41 when the smile also closed the lips, which the reader took for more smile)
+    assert gained["AU12"]["share_of_request"] > 0.3
     assert gained["AU12"]["share_of_request"] == pytest.approx(gained["AU12"]["per_video"][str(video)])
     assert gained["AU12"]["others_largest_mean_change_au"] != "AU12"
     halved = tmp_path / "halved"

@@ -496,8 +496,12 @@ class Generator(nn.Module):
             gap = knots[:, eyes, 2] - knots[:, eyes, 1]
             pixel = 2.0 / w  # an eye the source shows shut (a gap under a pixel) has nothing to close
             closed = torch.where(source_gap > pixel, 1 - gap / source_gap.clamp(min=pixel), torch.zeros_like(gap))
-            rings = knots[:, eyes, 0], knots[:, eyes, 2], knots[:, eyes, 3]  # above, the lids' meeting line, below
-            image, lids = paint_closed_lids(image, *rings, closed.clamp(0, 1), ends[:, eyes])
+            # How far the upper lid has come down, as a share of the eye's opening: the warp draws a lid brought far
+            # down as its lashes and crease drawn out over the eye (a streaked, see-through band).
+            lowered = (knots[:, eyes, 1] - sources[:, eyes, 1]) / source_gap.clamp(min=pixel)
+            lowered = torch.where(source_gap > pixel, lowered, torch.zeros_like(lowered))
+            rings = knots[:, eyes, 0], knots[:, eyes, 1], knots[:, eyes, 2], knots[:, eyes, 3]  # above, lids, below
+            image, lids = paint_closed_lids(image, *rings, closed.clamp(0, 1), lowered, ends[:, eyes])
             painted = painted + lids  # the eyes and the mouth never share a pixel
         if self.config.mouth_interior:
             held = (sources[:, MOUTH, 2] - sources[:, MOUTH, 1]).clamp(min=0) / 2

@@ -9,8 +9,9 @@ A warp can only move what the face shows.
   and a fainter edge of lower teeth above the lower lip.
 - Closing an eye squeezed the eye to nothing and stretched the lashes and the crease down over it: a grey smear
   that reenact's reader took for a half-open eye (a +3 blink read as 0.39 of the request). Where the lids meet,
-  the lid is painted in the skin colour just above it, shaded a little towards a dark lash line where the lids
-  meet.
+  the lid is painted in the skin colour just below the eye, shaded a little towards a dark lash line where the lids
+  meet. An upper lid brought more than half way down is painted likewise, down to its edge (the stretched lashes
+  read as a see-through, streaked band); where the person's video shows such a lid, the face memory puts theirs.
 
 Nothing here is learned. The mouth's colours are the face's own cheek colour times ratios measured in open mouths
 of the training people (median over 46 people of the darkest fifth and the brightest tenth of the pixels between
@@ -112,22 +113,36 @@ LASH_SPAN = 0.5  # the lash line runs full this far either side of the eye's mid
 LASH_DARKNESS = 0.7  # the lash line's centre keeps this much less of the lid's colour
 LID_SHADE = 0.15  # the lid darkens by this share from the ring down to the lash line
 LID_FADE = 0.3  # the lid fades in over this share of the way from the ring above the eye to the lash line
+PART_FADE = 0.35  # the same for a lid only part of the way down
 CLOSED_FROM, CLOSED_BY = 0.9, 0.99  # the lid fades in between these shares of the way closed
+LOWERED_FROM, LOWERED_BY = 0.6, 0.85  # ...or as the upper lid comes down between these shares of the eye's opening
 
 
-def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, meet: torch.Tensor, under: torch.Tensor,
-                      closed: torch.Tensor, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``image`` (B, 3, H, W) with each closed eye's lid painted over what the warp squeezed, and how much of each
-    pixel is paint (B, 1, H, W). Per eye and column
-    of the image (normalised units, (B, eyes, W)): ``ring``, where the skin line above the upper lid lands;
-    ``meet``, where the lower lid's edge lands (the upper one meets it there when closed); ``under``, where the
-    skin line under the eye lands (the lid's colour is read below it: above the eye may be brow); ``closed``, how
-    far the eye is closed (0 open as in the source, 1 shut). ``ends``: (B, eyes, 2), the eyes' corners. Columns of
-    an eye closed less than most of the way are left as they are: the warp draws a narrowed eye well."""
+def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, edge: torch.Tensor, meet: torch.Tensor,
+                      under: torch.Tensor, closed: torch.Tensor, lowered: torch.Tensor, ends: torch.Tensor,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` (B, 3, H, W) with the lid painted over what the warp squeezed or drew out, where an eye closes or
+    its upper lid comes far down, and how much of each pixel is paint (B, 1, H, W). Per eye and column of the image
+    (normalised units, (B, eyes, W)): ``ring``, where the skin line above the upper lid lands; ``edge``, where the
+    upper lid's edge lands; ``meet``, where the lower lid's edge lands (the upper one meets it there when closed);
+    ``under``, where the skin line under the eye lands (the lid's colour is read below it: above the eye may be
+    brow); ``closed``, how far the eye is closed (0 open as in the source, 1 shut); ``lowered``, how far the upper
+    lid came down, as a share of the source eye's opening. ``ends``: (B, eyes, 2), the eyes' corners. An eye
+    narrowed less than that is left as it is: the warp draws a squint (the lower lid up) well, but a lid brought
+    more than half way down as its lashes and crease drawn out over the eye, a streaked, see-through band (a
+    laughing driver onto held-out speakers)."""
     b, _, h, w = image.shape
     px = 2.0 / h
     weight = ((closed - CLOSED_FROM) / (CLOSED_BY - CLOSED_FROM)).clamp(0, 1)
     weight = weight * weight * (3 - 2 * weight)  # (B, eyes, W)
+    drawn_out = ((lowered - LOWERED_FROM) / (LOWERED_BY - LOWERED_FROM)).clamp(0, 1)
+    drawn_out = drawn_out * drawn_out * (3 - 2 * drawn_out)
+    # The lid reaches down to its edge, where the lashes are; shut, to where the lids meet (the paint as it was). A
+    # lid only part of the way down is taller at the eye's corners, and is faded in further from the ring above:
+    # with the shut lid's narrow taper and short fade it showed as a flat patch with square sides.
+    shut = weight
+    meet = torch.lerp(edge, meet, shut)
+    weight = torch.maximum(weight, drawn_out)
     if not bool((weight > 0).any()):
         return image, image.new_zeros(b, 1, h, w)
     xs = _centres(0, w - 1, w, image)
@@ -146,10 +161,12 @@ def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, meet: torch.Tenso
     lash_half = (LASH_WIDTH * width[..., None]).clamp(min=px)
     depth = ((y - top) / (low - top).clamp(min=px)).clamp(0, 1)
     # Faded in from the ring, so the lid's flat colour joins the skin above it; down to the lash line's lower edge.
-    inside = (depth / LID_FADE).clamp(0, 1) * ((low + lash_half - y) / px).clamp(0, 1)
+    fade = torch.lerp(torch.full_like(shut, PART_FADE), torch.full_like(shut, LID_FADE), shut)[:, :, None]
+    inside = (depth / fade).clamp(0, 1) * ((low + lash_half - y) / px).clamp(0, 1)
     lash = (1 - (y - low).abs() / lash_half).clamp(0, 1) * _within(u, LASH_SPAN, 0.1)[:, :, None]
     shade = (1 - LID_SHADE * depth) * (1 - LASH_DARKNESS * lash)  # (B, eyes, L, W)
-    alpha = inside * (weight * _within(u, 0.4, 0.1))[:, :, None]  # (B, eyes, L, W)
+    taper = torch.lerp(_within(u, 0.25, 0.25), _within(u, 0.4, 0.1), shut)
+    alpha = inside * (weight * taper)[:, :, None]  # (B, eyes, L, W)
     # The eyes do not overlap: each column belongs to one at most, so their layers add.
     alpha_sum = alpha.sum(1)[:, None]  # (B, 1, L, W)
     layer = (lid[:, :, :, None] * (shade * alpha)[:, None]).sum(2) / alpha_sum.clamp(min=1e-6)  # (B, 3, L, W)

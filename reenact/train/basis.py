@@ -27,10 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import cv2
+
 from reenact.face.align import stabilise
+from reenact.face.aus import AU_NAMES
 from reenact.face.regions import MESH, region_mask
 from reenact.model.coords import normalise
-from reenact.model.networks import AU_SCALE, Generator, pose_features
+from reenact.model.networks import AU_SCALE, GAP_CONTOURS, Generator, pose_features
 from reenact.train.pairs import PairSampler
 from reenact.train.dataset import PreparedClip
 
@@ -69,6 +72,50 @@ def rises_from_rest(clips: list[PreparedClip], calm_share: float = 1 / 7) -> Ris
     return Rises(np.concatenate(moves), np.concatenate(change), np.concatenate(pose), weight)
 
 
+def mean_face(clips: list[PreparedClip]) -> np.ndarray:
+    """(478, 2) normalised: the mean landmarks of the first 50 clips' frames, where the fit places the FACS regions."""
+    return normalise(np.concatenate([c.landmarks for c in clips[:50]]).mean(axis=0).astype(np.float64),
+                     clips[0].crops.shape[1])
+
+
+# FACS: these AUs move the lips' corners (pull them out and up, down, or sideways); parting the lips is AU25's and
+# AU26's. Fitted on OpenFace's labels, AU12's field also closed the lips by 3 px at +2 (256 px crop; AU15 1.2 px):
+# at the same labelled lips-part a smiling mouth is nearer closed, as OpenFace reads a smile's teeth as parted lips.
+# Applied to a talking face, that closed a GRID speaker's mouth in every frame of a smile edit and stopped his speech.
+LIP_CORNER_AUS = ("AU12", "AU14", "AU15", "AU20")
+
+
+def lip_sets(face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh landmarks of the upper and of the lower lip (each between its outer and inner lip line, both lines
+    included; the corners, on both, in neither), on ``face`` (478, 2)."""
+    outer_upper, inner_upper, inner_lower, outer_lower = GAP_CONTOURS[-1]
+
+    def within(outline: list[int]) -> set[int]:
+        polygon = (face[outline] * 1000).astype(np.float32)  # pointPolygonTest wants float32: keep sub-pixel steps
+        return {i for i in range(MESH) if cv2.pointPolygonTest(polygon, tuple(map(float, face[i] * 1000)), True) >= -0.5}
+
+    upper = within(list(outer_upper) + list(inner_upper)[::-1])
+    lower = within(list(outer_lower) + list(inner_lower)[::-1])
+    return np.array(sorted(upper - lower)), np.array(sorted(lower - upper))
+
+
+def hold_lip_gap(basis: np.ndarray, face: np.ndarray, aus: tuple[str, ...] = LIP_CORNER_AUS) -> np.ndarray:
+    """``basis`` (n_aus, 478, 2) with the fields of ``aus`` leaving the lips' opening as it is: per column of the
+    mouth, how far a field opens or closes the inner lip lines is taken out, half from each lip (each lip's
+    landmarks by the gap at their own column, on ``face``), so both lips move by the mean of their fitted moves."""
+    out = basis.copy()
+    _, inner_upper, inner_lower, _ = GAP_CONTOURS[-1]
+    columns = (face[list(inner_upper), 0] + face[list(inner_lower), 0]) / 2
+    order = np.argsort(columns)
+    upper, lower = lip_sets(face)
+    for name in aus:
+        k = AU_NAMES.index(name)
+        gap = out[k, list(inner_lower), 1] - out[k, list(inner_upper), 1]
+        out[k, upper, 1] += np.interp(face[upper, 0], columns[order], gap[order]) / 2
+        out[k, lower, 1] -= np.interp(face[lower, 0], columns[order], gap[order]) / 2
+    return out
+
+
 def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 40000, ridge: float = 1.0,
                      seed: int = 1, labels: str = "openface") -> dict[str, float]:
     """Fit ``model``'s displacement basis and zero its correction, in place. ``labels``: 'openface' fits every
@@ -91,8 +138,8 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
         pose_change, weight = batch.pose_change, np.ones(len(moves))
     else:
         raise ValueError(f"labels are 'openface' or 'reader', not {labels!r}")
-    allowed = region_mask(normalise(np.concatenate([c.landmarks for c in clips[:50]]).mean(axis=0).astype(np.float64),
-                                    clips[0].crops.shape[1]))
+    face = mean_face(clips)
+    allowed = region_mask(face)
     n_pose = model.config.n_pose
     if n_pose:
         change = np.concatenate([change, pose_features(pose_change).astype(np.float64)], axis=1)
@@ -115,6 +162,8 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
             lhs = gram[np.ix_(columns, columns)] + ridge * np.eye(len(columns))
             basis[columns, n] = np.linalg.solve(lhs, weighted[:, columns].T @ moves[:, n])
     n_aus = model.config.n_aus
+    if labels == "openface":
+        basis[:n_aus] = hold_lip_gap(basis[:n_aus], face)
     with torch.no_grad():
         model.motion.basis.copy_(torch.from_numpy(basis[:n_aus].astype(np.float32)))
         if n_pose:
