@@ -513,7 +513,7 @@ def test_a_preset_takes_away_what_contradicts_it_and_keeps_speech() -> None:
     sad, happy = (dict(zip(AU_NAMES, ExpressionTarget(preset=p)(source, 0.0))) for p in ("sad", "happy"))
     assert sad["AU12"] == 0.0 and sad["AU15"] == 2.5 and (sad["AU25"], sad["AU26"]) == (2.0, 1.5)
     assert happy["AU04"] == 0.0 and happy["AU12"] == 3.0 and happy["AU26"] == 1.5
-    assert happy["AU25"] == 2.0  # past happy's 1.0: the face's own, as is a smile wider than happy's
+    assert happy["AU25"] == 2.0  # the face's own: happy leaves the lips to speech
     wider = dict(zip(AU_NAMES, ExpressionTarget(preset="happy", strength=2.0)(source + 1.0, 0.0)))
     assert wider["AU12"] == 4.0 and wider["AU06"] == 3.5 and wider["AU04"] == 0.0  # strength 2: twice the rise
     for name, prototype in PRESETS.items():  # every emotion but neutral leaves the jaw to the face
