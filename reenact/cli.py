@@ -602,12 +602,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _did_you_mean(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> str:
+    """' (did you mean --preset?)' for an unknown option close to one of the command's own, else ''."""
+    import difflib
+
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = [o for a in commands.choices[args.command]._actions for o in a.option_strings if o.startswith("--")]
+    close = [difflib.get_close_matches(u.split("=")[0], options, n=1, cutoff=0.75) for u in unknown if u.startswith("--")]
+    names = [c[0] for c in close if c]
+    return f" (did you mean {' or '.join(names)}?)" if names else ""
+
+
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the command's parser, so its help is the one pointed to
-            raise CommandLineError(f"unrecognized arguments: {' '.join(unknown)}", f"reenact {args.command}")
+            raise CommandLineError(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(parser, args, unknown)}",
+                                   f"reenact {args.command}")
     except CommandLineError as exc:
         return report_error(exc, exc.command)
     from reenact.cli_checks import check_arguments  # light: no torch, no MediaPipe, no PyAV until a check needs it

@@ -233,6 +233,7 @@ def test_4_headless_live_suggests_an_output_not_preview(one_second: Path) -> Non
 @pytest.mark.parametrize("args, needle, command", [
     (["track", "x.mp4", "-o", "y.mp4", "--crop-size", "4096"], "--crop-size", "track"),
     (["edit", "x.mp4", "-o", "y.mp4", "--au", "AU12=1", "--bogus"], "--bogus", "edit"),
+    (["edit", "x.mp4", "-o", "y.mp4", "--presett", "happy"], "did you mean --preset?", "edit"),
     (["edit", "x.mp4", "--au", "AU12=1"], "--output", "edit"),
     (["track", "x.mp4", "-o", "y.mp4", "--crf", "high"], "--crf", "track"),
     ([], "COMMAND", None),
