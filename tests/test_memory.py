@@ -445,7 +445,7 @@ def test_a_first_pass_tracked_in_segments_is_one_persons_track(shared_data: Path
 
 def test_a_laughing_drivers_lids_are_the_speakers_own_not_his_lashes_drawn_out(shared_data: Path,
                                                                                   tmp_path: Path) -> None:
-    """A laughing driver (ST-happyenglish) brings a GRID speaker's upper lids more than half way down: the warp drew
+    """A laughing driver (ST-happyenglish) brings a GRID speaker's upper lids far down: the warp drew
     his lashes out over his eyes, a see-through, streaked band (``probes/artefacts.py``'s ``lid_streaks``: 0.70 at
     those frames, his own lids 0.33-0.45). Now his own lids from his blinks are put there (0.42)."""
     sys.path.insert(0, str(PROBES))

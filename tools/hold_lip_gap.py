@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reenact.model.coords import normalise
 from reenact.model.io import load_generator, save_generator
-from reenact.train.basis import hold_lip_gap
+from reenact.train.basis import hold_lip_gap, mean_face
 
 
 def main() -> None:
@@ -29,8 +28,7 @@ def main() -> None:
     train = set(json.loads(args.split.read_text())["train"])
     index = json.loads((args.dataset / "index.json").read_text())
     entries = [e for e in index["clips"] if e["identity"] in train][:50]
-    points = np.concatenate([np.load(args.dataset / "clips" / f"{e['id']}.npz")["landmarks"] for e in entries])
-    face = normalise(points.mean(axis=0).astype(np.float64), index["crop_size"])
+    face = mean_face([np.load(args.dataset / "clips" / f"{e['id']}.npz")["landmarks"] for e in entries], index["crop_size"])
     model = load_generator(args.model)
     basis = model.motion.basis.detach().numpy().astype(np.float64)
     with torch.no_grad():

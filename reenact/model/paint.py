@@ -10,7 +10,7 @@ A warp can only move what the face shows.
 - Closing an eye squeezed the eye to nothing and stretched the lashes and the crease down over it: a grey smear
   that reenact's reader took for a half-open eye (a +3 blink read as 0.39 of the request). Where the lids meet,
   the lid is painted in the skin colour just below the eye, shaded a little towards a dark lash line where the lids
-  meet. An upper lid brought more than half way down is painted likewise, down to its edge (the stretched lashes
+  meet. An upper lid brought more than 0.6 of the way down is painted likewise, down to its edge (the stretched lashes
   read as a see-through, streaked band); where the person's video shows such a lid, the face memory puts theirs.
 
 Nothing here is learned. The mouth's colours are the face's own cheek colour times ratios measured in open mouths
@@ -129,7 +129,7 @@ def paint_closed_lids(image: torch.Tensor, ring: torch.Tensor, edge: torch.Tenso
     brow); ``closed``, how far the eye is closed (0 open as in the source, 1 shut); ``lowered``, how far the upper
     lid came down, as a share of the source eye's opening. ``ends``: (B, eyes, 2), the eyes' corners. An eye
     narrowed less than that is left as it is: the warp draws a squint (the lower lid up) well, but a lid brought
-    more than half way down as its lashes and crease drawn out over the eye, a streaked, see-through band (a
+    far down as its lashes and crease drawn out over the eye, a streaked, see-through band (a
     laughing driver onto held-out speakers)."""
     b, _, h, w = image.shape
     px = 2.0 / h

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
-
-import cv2
 
 from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES
@@ -72,10 +71,10 @@ def rises_from_rest(clips: list[PreparedClip], calm_share: float = 1 / 7) -> Ris
     return Rises(np.concatenate(moves), np.concatenate(change), np.concatenate(pose), weight)
 
 
-def mean_face(clips: list[PreparedClip]) -> np.ndarray:
-    """(478, 2) normalised: the mean landmarks of the first 50 clips' frames, where the fit places the FACS regions."""
-    return normalise(np.concatenate([c.landmarks for c in clips[:50]]).mean(axis=0).astype(np.float64),
-                     clips[0].crops.shape[1])
+def mean_face(landmarks: list[np.ndarray], size: int) -> np.ndarray:
+    """(478, 2) normalised: the mean of clips' landmarks ((frames, 478, 2) each, crop pixels at ``size``), where the
+    fit places the FACS regions and the lips (the first 50 training clips')."""
+    return normalise(np.concatenate(landmarks).mean(axis=0).astype(np.float64), size)
 
 
 # FACS: these AUs move the lips' corners (pull them out and up, down, or sideways); parting the lips is AU25's and
@@ -138,7 +137,7 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
         pose_change, weight = batch.pose_change, np.ones(len(moves))
     else:
         raise ValueError(f"labels are 'openface' or 'reader', not {labels!r}")
-    face = mean_face(clips)
+    face = mean_face([c.landmarks for c in clips[:50]], clips[0].crops.shape[1])
     allowed = region_mask(face)
     n_pose = model.config.n_pose
     if n_pose:
