@@ -79,7 +79,7 @@ def mean_face(landmarks: list[np.ndarray], size: int) -> np.ndarray:
 
 # FACS: these AUs move the lips' corners (pull them out and up, down, or sideways); parting the lips is AU25's and
 # AU26's. Fitted on OpenFace's labels, AU12's field also closed the lips by 3 px at +2 (256 px crop; AU15 1.2 px):
-# at the same labelled lips-part a smiling mouth is nearer closed, as OpenFace reads a smile's teeth as parted lips.
+# at the same labelled lips-part a smiling mouth is nearer closed (OpenFace likely reads a smile's teeth as parted).
 # Applied to a talking face, that closed a GRID speaker's mouth in every frame of a smile edit and stopped his speech.
 LIP_CORNER_AUS = ("AU12", "AU14", "AU15", "AU20")
 
