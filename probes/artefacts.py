@@ -154,12 +154,6 @@ def chin_redness(source: np.ndarray, edited: np.ndarray, landmarks: np.ndarray,
     return _redness_above_cheeks(edited, edit_xy, percentile) - _redness_above_cheeks(source, src_xy, percentile)
 
 
-# Per eye: the skin line above the upper lid (a ring round the lids, as ``reenact.model.networks.GAP_CONTOURS``
-# has it) and the upper lid's edge, each from the eye's outer corner to its inner one.
-RING_ABOVE = ((130, 247, 30, 29, 27, 28, 56, 190, 243), (359, 467, 260, 259, 257, 258, 286, 414, 463))
-LID_EDGE = ((33, 246, 161, 160, 159, 158, 157, 173, 133), (263, 466, 388, 387, 386, 385, 384, 398, 362))
-
-
 def lid_streaks(image: np.ndarray, landmarks: np.ndarray) -> float:
     """How streaked the upper lids are: a lid a warp brings far down is its lashes and crease drawn out over the
     eye, a see-through band of vertical streaks (strong across, weak down).
@@ -172,15 +166,17 @@ def lid_streaks(image: np.ndarray, landmarks: np.ndarray) -> float:
     Args:
         image: (S, S, 3) uint8 RGB. landmarks: (478, 2+) its landmarks in pixels (x right, y down).
     """
+    from reenact.model.networks import GAP_CONTOURS  # per eye: the skin line above the lids, the upper lid, ...
+
     xy = np.asarray(landmarks, dtype=np.float64)[:, :2]
     lum = _luminance(image)
     gx, gy = (np.abs(cv2.Sobel(lum, cv2.CV_32F, dx, dy, ksize=3)) for dx, dy in ((1, 0), (0, 1)))
     ratios = []
     for eye in (0, 1):
-        edge = xy[list(LID_EDGE[eye])]
-        x0, x1 = edge[:, 0].min(), edge[:, 0].max()
+        ring, lid = GAP_CONTOURS[eye][:2]
+        x0, x1 = xy[list(lid), 0].min(), xy[list(lid), 0].max()
         xs = np.linspace(x0 + 0.2 * (x1 - x0), x1 - 0.2 * (x1 - x0), GRID[1])
-        top, bottom = _curve(xy, RING_ABOVE[eye], xs), _curve(xy, LID_EDGE[eye], xs)
+        top, bottom = _curve(xy, ring, xs), _curve(xy, lid, xs)
         if np.median(bottom - top) < 2:
             ratios.append(np.nan)
             continue

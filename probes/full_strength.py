@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from artefacts import brow_band_darkening, chin_redness, lid_streaks  # this folder's: run as a script from it
+
 from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES, blendshapes_to_aus
 from reenact.face.regions import region_mask
@@ -147,8 +149,6 @@ def edits(args) -> dict:
     """Through ``reenact edit``'s own stages (track, align at 256, edit, paste back) on held-out stills, per
     model: the AU edits' motion against real faces' (asked, by patch matching, by MediaPipe), identity, and the
     two artefacts issue 19 names on raised brows and on the chin (``probes/artefacts.py``)."""
-    import sys
-
     import cv2
 
     from reenact.editing import ExpressionTarget, GeneratorEditor, parse_au_edit
@@ -159,9 +159,6 @@ def edits(args) -> dict:
     from reenact.pipeline import AlignStage, EditPasteStage, TrackStage
     from reenact.train.dataset import load_dataset
     from reenact.video import Frame
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from artefacts import brow_band_darkening, chin_redness
 
     split = json.loads(args.split.read_text())
     dataset = load_dataset(args.dataset)
@@ -413,11 +410,6 @@ def _score(out: Path, src: Path, kind: str, track, pose_basis, meter, Retargeter
 
 
 def _streaks_p90(crops: list, points: list) -> float:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from artefacts import lid_streaks
-
     from reenact.model.coords import denormalise
 
     values = [lid_streaks(c, denormalise(p, c.shape[0])) for c, p in zip(crops, points) if p is not None]

@@ -17,6 +17,7 @@ import torch
 
 from reenact.model.io import load_generator, save_generator
 from reenact.train.basis import hold_lip_gap, mean_face
+from reenact.train.dataset import clip_files
 
 
 def main() -> None:
@@ -28,7 +29,8 @@ def main() -> None:
     train = set(json.loads(args.split.read_text())["train"])
     index = json.loads((args.dataset / "index.json").read_text())
     entries = [e for e in index["clips"] if e["identity"] in train][:50]
-    face = mean_face([np.load(args.dataset / "clips" / f"{e['id']}.npz")["landmarks"] for e in entries], index["crop_size"])
+    face = mean_face([np.load(clip_files(args.dataset / "clips", e["id"])[1])["landmarks"] for e in entries],
+                     index["crop_size"])
     model = load_generator(args.model)
     basis = model.motion.basis.detach().numpy().astype(np.float64)
     with torch.no_grad():
