@@ -108,6 +108,11 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
         assert np.abs(field[name][list(inner_lower), 1] - field[name][list(inner_upper), 1]).max() < 1e-4  # ...alike
     assert np.abs(field["AU25"][14, 1] - field["AU25"][13, 1]) > 0.01  # lips part still parts them
     assert not model.motion.correct[-1].weight.any() and not model.motion.correct[-1].bias.any()
+    # The rules that followed the solve are recorded with the weights (``tools/basis_rules.py`` reads them).
+    from safetensors import safe_open
+
+    with safe_open(str(report.weights), "pt") as weights:
+        assert weights.metadata()["basis_rules"] == "lip-gap,brow-travel"
     # Fitted on the OpenFace labels, an edit needs no gain tuned to reenact's own reader.
     assert model.config.edit_gain is None and model.config.edit_ceiling is None
     # Head turns are fitted beside the AUs, free to move any landmark (the irises too), and the flow passes
@@ -120,6 +125,37 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     followed = self_reenactment(model, clips, pairs=8)
     kept = self_reenactment(model, clips, pairs=8, follow_pose=False)
     assert followed.psnr_copy == kept.psnr_copy and followed.psnr != kept.psnr
+
+
+def test_a_basis_rule_is_applied_to_a_model_fitted_before_it_once(tiny_dataset: Path, tmp_path: Path) -> None:
+    """``tools/basis_rules.py`` applies a fit's rule to an older model's AU fields: ``brow-travel`` carries the
+    brows 1/0.79 as far and leaves the lids and the mouth where they were; it records the rule and will not apply
+    it twice (that would scale the brows twice)."""
+    from safetensors import safe_open
+
+    from reenact.retarget import BROW_READ_GAIN
+
+    older = tmp_path / "older"
+    save_generator(load_generator("default"), older, {"phase": "basis"})  # weights that record no rule
+    before = load_generator(older).motion.basis.detach().numpy()
+    index = json.loads((tiny_dataset / "index.json").read_text())
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": sorted({e["identity"] for e in index["clips"]}), "validation": []}))
+    tool = [sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "basis_rules.py"), str(older),
+            str(tiny_dataset), "--split", str(split), "--rule", "brow-travel"]
+    subprocess.run(tool, check=True, capture_output=True)
+    after = load_generator(older).motion.basis.detach().numpy()
+    brows, lids, mouth = [70, 105, 107, 300, 334, 336], [159, 145, 386, 374], [0, 13, 14, 17, 61, 291]
+    k = AU_NAMES.index("AU01")
+    assert np.abs(before[k][brows]).sum() > 0
+    np.testing.assert_allclose(after[k][brows], before[k][brows] / BROW_READ_GAIN, rtol=1e-5)
+    np.testing.assert_array_equal(after[:, lids + mouth], before[:, lids + mouth])
+    with safe_open(str(older.with_suffix(".safetensors")), "pt") as weights:
+        assert weights.metadata()["basis_rules"] == "brow-travel"
+    written = older.with_suffix(".safetensors").read_bytes()
+    again = subprocess.run(tool, capture_output=True, text=True)
+    assert again.returncode == 2 and "already has brow-travel" in again.stderr.strip().splitlines()[-1]
+    assert older.with_suffix(".safetensors").read_bytes() == written
 
 
 def test_label_rises_are_measured_from_each_clips_rest_with_each_person_weighted_alike(tiny_dataset: Path) -> None:

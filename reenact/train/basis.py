@@ -18,6 +18,9 @@ solve per landmark with the region's AUs only.)
 A model with head-pose motion gets its per-degree fields from the same solve: the head-pose change from the rest
 (or, for pairs, the one the similarity alignment leaves between A and B; mostly pitch and yaw) is three more
 columns, free to move any landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
+
+Two rules follow the solve (``BASIS_RULES``): the lip-corner AUs do not open or close the lips, and the brows'
+moves are divided by the share of their travel MediaPipe's landmarks show, as a transfer's driving motion is.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from reenact.face.aus import AU_NAMES
 from reenact.face.regions import MESH, region_mask
 from reenact.model.coords import normalise
 from reenact.model.networks import AU_SCALE, GAP_CONTOURS, Generator, pose_features
+from reenact.retarget import BROW_READ_GAIN, brows_above_lids
 from reenact.train.pairs import PairSampler
 from reenact.train.dataset import PreparedClip
 
@@ -115,6 +119,20 @@ def hold_lip_gap(basis: np.ndarray, face: np.ndarray, aus: tuple[str, ...] = LIP
     return out
 
 
+def carry_brow_travel(basis: np.ndarray, face: np.ndarray, share: float = BROW_READ_GAIN) -> np.ndarray:
+    """``basis`` (n_aus, 478, 2) with the brows' and forehead's moves (not the lids') divided by ``share``: fitted on
+    MediaPipe's landmarks, a field holds the brow travel MediaPipe read, ``share`` of what the brows moved
+    (``reenact.retarget.BROW_READ_GAIN``, which a transfer's driving motion is corrected by too)."""
+    out = basis.copy()
+    out[:, brows_above_lids(face)] /= share
+    return out
+
+
+# The rules a fit applies after the least-squares solve, by name, in order (``tools/basis_rules.py`` applies them
+# to a model fitted before a rule was added).
+BASIS_RULES = {"lip-gap": hold_lip_gap, "brow-travel": carry_brow_travel}
+
+
 def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 40000, ridge: float = 1.0,
                      seed: int = 1, labels: str = "openface") -> dict[str, float]:
     """Fit ``model``'s displacement basis and zero its correction, in place. ``labels``: 'openface' fits every
@@ -162,7 +180,8 @@ def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 4
             basis[columns, n] = np.linalg.solve(lhs, weighted[:, columns].T @ moves[:, n])
     n_aus = model.config.n_aus
     if labels == "openface":
-        basis[:n_aus] = hold_lip_gap(basis[:n_aus], face)
+        for rule in BASIS_RULES.values():
+            basis[:n_aus] = rule(basis[:n_aus], face)
     with torch.no_grad():
         model.motion.basis.copy_(torch.from_numpy(basis[:n_aus].astype(np.float32)))
         if n_pose:

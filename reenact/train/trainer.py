@@ -226,7 +226,7 @@ def train(dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], 
 
 def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch, out: Path, device: torch.device,
                options: TrainOptions) -> TrainReport:
-    from reenact.train.basis import fit_motion_basis
+    from reenact.train.basis import BASIS_RULES, fit_motion_basis
 
     started = time.perf_counter()
     if not model.config.n_pose:
@@ -234,7 +234,7 @@ def _fit_basis(model: Generator, clips: list[PreparedClip], val_batch: PairBatch
     fit = fit_motion_basis(model, clips, seed=options.seed + 1)
     model.eval()
     validation = validate(model, val_batch, device)
-    save_generator(model, out / "model", {"phase": "basis"})
+    save_generator(model, out / "model", {"phase": "basis", "basis_rules": ",".join(BASIS_RULES)})
     line = {"step": 0, "seconds": round(time.perf_counter() - started, 1), **{f"fit_{k}": round(v, 3) for k, v in fit.items()},
             **{k: round(v, 3) for k, v in validation.items()}}
     with open(out / "train.log", "a") as log:
