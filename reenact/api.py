@@ -406,8 +406,8 @@ def transfer_expression(
 
     A video source keeps its own timeline; a still image is animated along the driving clip's. Audio comes
     from the source by default (from the driving clip for a still image). ``follow_pose``: the source's head also
-    turns as the driving head turns from its usual pose (small turns, as a 2-D warp of the face can show them;
-    the source's own head motion and position are kept). ``motion``: 'landmarks' (the default) moves the source's
+    turns as the driving head turns from its usual pose (up to 10 degrees each way, as a 2-D warp of the face can
+    show them; the source's own head motion and position are kept). ``motion``: 'landmarks' (the default) moves the source's
     face as the driving face's landmarks moved from its rest, retargeted to the source's proportions
     (``reenact.retarget``); 'aus' draws the driving face's AU readings with the model's motion (the default, and the
     only choice, for a still driving image). The AUs drive the texture step either way. ``relative`` (the default):

@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--aus", type=_checked(_au_list), metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
-                          help="also turn the source's head as the driving head turns from its usual pose (small turns)")
+                          help="also turn the source's head as the driving head turns from its usual pose (up to 10 degrees)")
     _add_generator(transfer, edits=False)
     _add_tracking(transfer)
     _add_encoding(transfer)

@@ -286,13 +286,14 @@ class DrivingTrack:
 
     def motion(self, pose_basis: np.ndarray | None = None, as_read: bool = False):
         """The driving face's own landmark motion (``reenact.retarget.DrivingMotion``); needs landmarks and poses.
-        ``as_read``: as MediaPipe placed the landmarks (not corrected for the share of the brows' travel it shows)."""
-        from reenact.retarget import BROW_READ_GAIN, DrivingMotion
+        ``as_read``: as MediaPipe placed the landmarks (not corrected for the share of the brows' and lids' travel
+        it shows)."""
+        from reenact.retarget import READ_SHARES, DrivingMotion
 
         if self.landmarks is None or self.poses is None:
             raise ValueError("this driving track has no landmarks")
         return DrivingMotion.from_track(self.times, self.landmarks, self.aus, self.poses, pose_basis,
-                                        1.0 if as_read else BROW_READ_GAIN)
+                                        {} if as_read else READ_SHARES)
 
     @cached_property  # once per clip, not per frame
     def rest(self) -> np.ndarray:
@@ -312,8 +313,9 @@ class DrivingTrack:
     def turn(self, t: float) -> np.ndarray:
         """The driving head's pitch, yaw and roll at time t minus its median over the clip (its usual pose), in
         degrees: the head motion ``reenact transfer --pose`` adds to the source's."""
-        usual = self.usual_pose
-        return _at(self.times, self.poses, t) - usual
+        from reenact.retarget import FOLLOWED_TURN
+
+        return np.clip(_at(self.times, self.poses, t) - self.usual_pose, -FOLLOWED_TURN, FOLLOWED_TURN)
 
 
 @dataclass(frozen=True)

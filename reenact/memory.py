@@ -58,6 +58,10 @@ _PITCH_SPAN = 45.0  # pitches past this many degrees share the outermost bands: 
 # frame; with this one, every 25th, where her head had turned by 5 degrees or more.
 _HOLD = {"right eye": 2.0, "left eye": 2.0, "mouth": 0.6}
 _FADE_FRAMES = 4  # where the entry in use changes, the one left fades out over this many frames: no pop
+# Likewise between the paint and the memory while a part stays painted: a surprised GRID speaker's opened mouth, at
+# the edge of what his remembered mouths could stand in for, got one of them in one frame of a stretch of paint
+# (the README's own example), a mouth of clenched teeth between two open ones. A part painted afresh (the frame
+# before had nothing painted there: a blink, a steady edit's first frame) gets its entry at once.
 _MARGIN = 0.35  # a patch reaches this share of the part's width past its contours
 _FEATHER = 1.5  # pixels of blur on the blend mask
 _RING_KERNEL = np.ones((9, 9), np.uint8)  # the colour match's ring: this far outside the blend
@@ -255,11 +259,27 @@ class MemoryCompositor:
         # steady blink edit): the same entry comes back after them, unless another is clearly nearer.
         self._held: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
         self._leaving: dict[str, tuple[MemoryEntry, int] | None] = {name: None for name in PARTS}  # entry, frames left
+        self._shown: dict[str, float] = {name: 0.0 for name in PARTS}  # how much of the memory showed, last frame
+        self._fresh: dict[str, bool] = {name: True for name in PARTS}  # nothing was painted there last frame
 
     def reset(self) -> None:
         self._using = {name: None for name in PARTS}
         self._held = {name: None for name in PARTS}
         self._leaving = {name: None for name in PARTS}
+        self._shown = {name: 0.0 for name in PARTS}
+        self._fresh = {name: True for name in PARTS}
+
+    def _share(self, name: str, chosen: MemoryEntry | None) -> tuple[MemoryEntry | None, float]:
+        """The entry to put in and how much of it (0-1): all of the chosen one on a part painted afresh, else
+        fading in a step a frame, and the entry last shown fading out where none is chosen."""
+        step = 1.0 / (_FADE_FRAMES + 1)
+        if chosen is not None:
+            share = 1.0 if self._fresh[name] else min(1.0, self._shown[name] + step)
+        else:
+            chosen, share = self._held[name], self._shown[name] - step
+        self._fresh[name] = False
+        self._shown[name] = max(share, 0.0) if chosen is not None else 0.0
+        return (chosen, share) if chosen is not None and share > 0.0 else (None, 0.0)
 
     def entry_in_use(self, name: str) -> MemoryEntry | None:
         """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
@@ -304,8 +324,9 @@ class MemoryCompositor:
                 strength = shut
             if strength <= 0.01:
                 self._using[name] = self._leaving[name] = None
+                self._shown[name], self._fresh[name] = 0.0, True
                 continue
-            entry = self._choose(name, opening(points, part), aus, pitch, smile=not whole)
+            entry, share = self._share(name, self._choose(name, opening(points, part), aus, pitch, smile=not whole))
             if entry is None:
                 continue  # nothing near enough: the paint stays
             # The work is done in the box grown by what the feather and the colour match's ring reach: the same
@@ -325,7 +346,7 @@ class MemoryCompositor:
                 grow = 2 * int(np.ceil(_LIPS_GROWN * (x1 - x0) / (1 + 2 * _MARGIN))) + 1
                 mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
             mask = cv2.GaussianBlur(mask, (0, 0), _FEATHER)
-            mask *= strength
+            mask *= strength * share
             # Nothing outside the part's box (the feather's tail past it is cut).
             mask[: y0 - ry0], mask[y1 - ry0:], mask[:, : x0 - rx0], mask[:, x1 - rx0:] = 0.0, 0.0, 0.0, 0.0
             layer = _warped(entry, local, part, mask.shape[::-1], whole)

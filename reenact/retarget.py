@@ -43,10 +43,19 @@ _MOUTH_CORNERS = (61, 291)
 _CALM_SHARE = 0.15  # the rest is the mean of this share of the clip's frames, the calmest
 _RATIO_RANGE = (0.5, 2.0)  # per-region scales are kept within this: a mis-tracked frame does not blow a region up
 _SOURCE_MEMORY = 300  # frames over which the source's proportions are taken (a robust running value)
-# MediaPipe places moved brows 0.79 of the way (held-out faces warped by known motion), and on real faces it finds
-# 0.76 of the brow travel that dlib's 68-point predictor finds (8 held-out clips; ``probes/second_meter.py``): the
-# driver's brows moved further than their landmarks say. Its other regions read within 15% of dlib's, or more.
-BROW_READ_GAIN = 0.79
+# The share of a region's travel that MediaPipe's landmarks show (the rest: all of it). The brows: MediaPipe places
+# moved brows 0.79 of the way on faces warped by a known motion, and on real faces finds 0.76 of the brow travel
+# dlib's 68-point predictor finds (8 held-out clips; ``probes/second_meter.py``). The eyes (lids and the skin around
+# them): 0.85 on the warps, and between real frames of one person the pixels match best with the lids' landmark
+# moves times 1.18-1.20 (0.85; ``probes/pixel_travel.py``, training people). The mouth's pixels match best at 0.98.
+READ_SHARES = {"brows": 0.79, "eyes": 0.85}
+# The per-degree fields take a head's turn out of its landmarks only over the turns they were fitted on (99% of the
+# training frames within 16.5 degrees of their rest's pose): past that, what is left is the turn, not an expression.
+# A driver that cut to a three-quarter view (25 degrees) swirled a still source's hair into its face. Such frames'
+# expression fades to the rest's, in full from 20 degrees; and a followed turn (``--pose``) goes no further than 10
+# degrees each way, as a 2D warp of a still tears past that.
+TRUSTED_TURN, UNTRUSTED_TURN = 12.0, 20.0
+FOLLOWED_TURN = 10.0
 
 
 def proportions(landmarks: np.ndarray) -> np.ndarray:
@@ -77,6 +86,23 @@ def brows_above_lids(landmarks: np.ndarray) -> np.ndarray:
     return brows
 
 
+def read_regions(landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """(478,) bool per region of ``READ_SHARES``: the brows and forehead; the eyes below them, lids and the skin
+    around."""
+    brows = brows_above_lids(landmarks)
+    return {"brows": brows, "eyes": face_regions(landmarks)["eyes"] & ~brows}
+
+
+def as_travelled(moves: np.ndarray, landmarks: np.ndarray, shares: dict[str, float] = READ_SHARES) -> np.ndarray:
+    """``moves`` (..., 478, 2) as MediaPipe read them, with each region of ``shares`` (placed on ``landmarks``)
+    divided by the share of its travel the landmarks show: as far as the face moved."""
+    out = np.array(moves, copy=True)
+    for region, inside in read_regions(landmarks).items():
+        if region in shares:
+            out[..., inside, :] /= shares[region]
+    return out
+
+
 def region_scales(landmarks: np.ndarray) -> np.ndarray:
     """(478, 3, 2) weights: which proportion (eye opening, brow height, mouth width) scales each landmark's motion,
     per axis (lids and brows vertically, the mouth both ways). Landmarks in no such region move as the driver's."""
@@ -95,31 +121,35 @@ class DrivingMotion:
 
     times: np.ndarray  # (N,) seconds
     displacement: np.ndarray  # (N, 478, 2) float32
-    turns: np.ndarray  # (N, 3) pitch, yaw, roll minus the clip's median
+    turns: np.ndarray  # (N, 3) pitch, yaw, roll minus the clip's median, at most FOLLOWED_TURN each way
     rest: np.ndarray  # (478, 2) the driving face at rest
 
     @classmethod
     def from_track(cls, times: np.ndarray, landmarks: np.ndarray, aus: np.ndarray, poses: np.ndarray,
-                   pose_basis: np.ndarray | None, brow_read_gain: float = BROW_READ_GAIN) -> DrivingMotion:
+                   pose_basis: np.ndarray | None, read_shares: dict[str, float] = READ_SHARES) -> DrivingMotion:
         """From a driving track's per-frame aligned landmarks (N, 478, 2, normalised), AUs (N, 17) and head poses
         (N, 3, degrees). ``pose_basis``: the model's per-degree fields (3, 478, 2, in moves per
         ``pose_features`` unit), which take the head's turns out of the displacement; None leaves them in.
-        ``brow_read_gain``: the share of the brows' travel the landmarks show (1: the motion as MediaPipe read it)."""
+        ``read_shares``: the share of each region's travel the landmarks show (``as_travelled``; {}: the motion as
+        MediaPipe read it)."""
         usual = np.median(poses, axis=0)
-        turns = (poses - usual).astype(np.float32)
+        turned = np.abs(poses - usual).max(axis=1)
         # The calmest frames: the least AU activity, among the frames nearest the usual head pose.
-        near = np.abs(turns).max(axis=1) <= np.percentile(np.abs(turns).max(axis=1), 50)
+        near = turned <= np.percentile(turned, 50)
         activity = np.where(near, aus.sum(axis=1), np.inf)
         calm = np.argsort(activity)[: max(1, int(round(_CALM_SHARE * len(times))))]
         rest = stabilise(landmarks[calm], landmarks[calm[0]]).mean(axis=0)
         moved = stabilise(landmarks, rest) - rest
+        from_rest = (poses - poses[calm].mean(axis=0)).astype(np.float64)
         if pose_basis is not None:
             # The basis gives moves (content's origin minus landing), so a turn from the rest's pose displaces
             # landmarks by -basis @ turn.
-            from_rest = (poses - poses[calm].mean(axis=0)).astype(np.float64)
             moved += np.einsum("nk,kpc->npc", pose_features(from_rest), pose_basis)
+        away = np.abs(from_rest).max(axis=1)
+        moved *= np.clip((UNTRUSTED_TURN - away) / (UNTRUSTED_TURN - TRUSTED_TURN), 0.0, 1.0)[:, None, None]
         moved[:, MESH:] = 0.0  # the irises follow gaze, not expression
-        moved[:, brows_above_lids(rest)] /= brow_read_gain
+        moved = as_travelled(moved, rest, read_shares)
+        turns = np.clip(poses - usual, -FOLLOWED_TURN, FOLLOWED_TURN).astype(np.float32)
         return cls(np.asarray(times, np.float64), moved.astype(np.float32), turns, rest.astype(np.float32))
 
     @cached_property

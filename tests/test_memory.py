@@ -255,6 +255,33 @@ def test_a_change_of_entry_fades_over_a_few_frames(grid_rows) -> None:
     assert steps[-1] == 0.0  # the new mouth alone
 
 
+def test_a_remembered_mouth_near_enough_for_one_frame_of_paint_does_not_pop_in(grid_rows) -> None:
+    """A mouth painted frame after frame, near enough to a remembered one for a single frame (the README's surprised
+    GRID speaker, frame 22, got a mouth of clenched teeth between two open ones): that frame gets a fifth of the
+    remembered mouth, fading in, and the memory fades out after it. Painted afresh, the same target gets all of it."""
+    from reenact.memory import _FADE_FRAMES
+
+    _, crop, points, aus, _ = max(grid_rows, key=lambda row: opening(row[2], MOUTH))
+    memory = FaceMemory()
+    memory.observe(crop, points, 0.0, aus)
+    crop = min(grid_rows, key=lambda row: opening(row[2], MOUTH))[1]  # the edit: another frame's mouth, painted over
+    wide = points.copy()
+    wide[[14, 87, 178, 88, 95, 317, 402, 318, 324, 17, 84, 314]] += (0, 25)  # nothing remembered is near enough
+    painted = np.zeros(crop.shape[:2], np.float32)
+    painted[int(points[13, 1]):int(wide[14, 1]), int(points[78, 0]):int(points[308, 0])] = 1.0
+    whole = MemoryCompositor(memory)(crop, painted, points, aus)[0].astype(float)  # painted afresh: all of it
+    where = np.abs(whole - crop).sum(axis=2) > 0
+    assert where.sum() > 100
+    compositor = MemoryCompositor(memory)
+    for _ in range(3):
+        assert np.array_equal(compositor(crop, painted, wide, aus)[0], crop)  # the paint
+    blip = compositor(crop, painted, points, aus)[0].astype(float)
+    share = np.abs(blip - crop)[where].mean() / np.abs(whole - crop)[where].mean()
+    assert abs(share - 1 / (_FADE_FRAMES + 1)) < 0.05
+    assert compositor.entry_in_use("mouth") is not None
+    assert np.array_equal(compositor(crop, painted, wide, aus)[0], crop)  # faded out again (from a fifth)
+
+
 def test_of_two_closed_eyes_the_one_seen_nearer_the_targets_head_pitch_is_put_in(grid_rows) -> None:
     """A closed eye looks different from above and from below: two remembered blinks of one opening, seen at head
     pitches 15 degrees apart, are both kept, and a target gets the one seen nearer its own pitch."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from reenact.face.align import estimate_alignment
 from reenact.face.aus import AU_NAMES
 from reenact.face.tracker import FaceTracker
 from reenact.model.coords import normalise
-from reenact.retarget import _BROWS, _LIDS, _UPPER_LIDS, DrivingMotion, Retargeter, proportions
+from reenact.retarget import _BROWS, _LIDS, _UPPER_LIDS, READ_SHARES, DrivingMotion, Retargeter, proportions
 
 from readings import mouth_gaps, per_frame
 
@@ -53,21 +54,25 @@ def test_the_driving_motion_is_its_landmarks_moves_from_its_rest(face: np.ndarra
     assert np.abs(motion.at(times[5])[0]).max() < 1e-6  # a frame at rest does not move
     moved, _ = motion.at(times[25])
     opening = proportions(face)[0]
-    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * opening, atol=1e-3)
+    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * opening / READ_SHARES["eyes"], atol=1e-3)
     assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
 
 
-def test_the_drivers_brows_are_carried_as_far_as_they_moved_not_as_far_as_mediapipe_places_them(face: np.ndarray,
-                                                                                                 ) -> None:
-    """MediaPipe places moved brows about 0.79 of the way (probes/second_meter.py), so a driver whose brow points
-    rose by 0.02 is carried as having risen 0.02 / 0.79; its lids and mouth as read."""
+def test_the_drivers_brows_and_lids_are_carried_as_far_as_they_moved_not_as_far_as_mediapipe_places_them(
+        face: np.ndarray) -> None:
+    """MediaPipe places moved brows about 0.79 of the way and lids 0.85 (probes/second_meter.py,
+    probes/pixel_travel.py), so a driver whose brow points rose by 0.02 is carried as having risen 0.02 / 0.79, and
+    its lids' travel likewise; its mouth as read. Read as MediaPipe placed them (``read_shares={}``), all as read."""
     times, points, aus, poses = driving_clip(face)
     brows = [i for side in _BROWS for i in side]
     points[20:30, brows, 1] -= 0.02
     moved, _ = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None).at(times[25])
     assert np.allclose(moved[brows, 1], -0.02 / 0.79, atol=1e-3)
-    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * proportions(face)[0], atol=1e-3)
+    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * proportions(face)[0] / 0.85, atol=1e-3)
     assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
+    read, _ = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None, read_shares={}).at(times[25])
+    assert np.allclose(read[brows, 1], -0.02, atol=1e-3)
+    assert np.allclose(read[UPPER_LIDS, 1], 0.5 * proportions(face)[0], atol=1e-3)
 
 
 def test_lid_travel_is_scaled_by_the_source_eyes_opening(face: np.ndarray) -> None:
@@ -85,7 +90,7 @@ def test_lid_travel_is_scaled_by_the_source_eyes_opening(face: np.ndarray) -> No
     # Moves are where content comes from: a landmark displaced down by d has a move of -d.
     assert np.allclose(half[UPPER_LIDS, 1], 0.5 * same[UPPER_LIDS, 1], rtol=0.02)
     assert np.allclose(half[CORNERS], same[CORNERS], atol=1e-6)
-    assert np.allclose(same[UPPER_LIDS, 1], -0.5 * proportions(face)[0], atol=1e-3)
+    assert np.allclose(same[UPPER_LIDS, 1], -0.5 * proportions(face)[0] / READ_SHARES["eyes"], atol=1e-3)
 
 
 def test_only_the_chosen_aus_regions_move(face: np.ndarray) -> None:
@@ -130,6 +135,44 @@ def test_a_head_turn_is_not_taken_for_expression(face: np.ndarray) -> None:
     left, plain = np.abs(motion.displacement[20]).max(), np.abs(raw.displacement[20]).max()
     assert plain > 0.005  # the turn moves the landmarks in the aligned crop...
     assert left < 0.25 * plain  # ...and the per-degree fields account for most of it
+
+
+def test_a_driver_turned_past_what_the_fields_take_out_gives_its_rest_not_its_turn(face: np.ndarray) -> None:
+    """Frames where the driving head is turned further from its rest's pose than the per-degree fields were fitted
+    on (a cut to a three-quarter view) carry no expression: what is left of the turn in their landmarks is not one.
+    A frame in the trusted range still does; a followed turn stops at ``FOLLOWED_TURN``."""
+    from reenact.retarget import FOLLOWED_TURN
+
+    times, points, aus, poses = driving_clip(face, frames=60)
+    points[40:] += np.random.default_rng(0).normal(0, 0.02, points[40:].shape)  # a turned face's landmarks
+    poses[40:, 1] = 25.0
+    motion = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None)
+    assert np.abs(motion.displacement[25]).max() > 0.01  # the expression in front is carried...
+    assert np.abs(motion.displacement[40:]).max() == 0.0  # ...the turned frames give the rest
+    assert np.abs(motion.turns).max() == FOLLOWED_TURN
+
+
+def test_a_still_driven_by_a_clip_that_cuts_to_a_turned_head_keeps_its_face(shared_data: Path,
+                                                                            tmp_path: Path) -> None:
+    """A still of a held-out speaker driven by a shouting driver whose clip cuts, at frame 30, to a three-quarter view
+    (25 degrees from its first shot). The turned frames' landmarks, read as expression, swirled her hair into her
+    cheek and moved her whole face (MediaPipe's landmarks on the output 0.05 of the face's width from hers); now those
+    frames give her at rest, and the frontal shot's expression still shows."""
+    from readings import per_frame
+
+    with av.open(str(shared_data / "train" / "sadtalker" / "WDA_KatieHill_000.mp4")) as clip:
+        image = next(f for i, f in enumerate(clip.decode(video=0)) if i == 10).to_ndarray(format="rgb24")
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), image[:, :, ::-1])
+    with FaceTracker(video_mode=False) as tracker:
+        source = tracker(image, 0.0).xy[:468, :2]
+    out = tmp_path / "out.mp4"
+    result = _run("transfer", still, shared_data / "train" / "styletalk" / "furious_talk2_clip1.mp4", "-o", out)
+    assert result.returncode == 0, result.stderr
+    width = np.ptp(source[:, 0])
+    apart = per_frame(out, lambda xy: float(np.linalg.norm(xy[:468, :2] - source, axis=1).mean() / width))
+    assert np.nanmax(apart[:30]) > 0.02  # the frontal shot's shouting moves her face (0.033 measured)
+    assert np.nanmax(apart[32:]) < 0.01  # the turned shot leaves it as it is (0.0016; 0.055 before)
 
 
 def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:

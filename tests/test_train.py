@@ -112,7 +112,7 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
     from safetensors import safe_open
 
     with safe_open(str(report.weights), "pt") as weights:
-        assert weights.metadata()["basis_rules"] == "lip-gap,brow-travel"
+        assert weights.metadata()["basis_rules"] == "lip-gap,brow-travel,lid-travel"
     # Fitted on the OpenFace labels, an edit needs no gain tuned to reenact's own reader.
     assert model.config.edit_gain is None and model.config.edit_ceiling is None
     # Head turns are fitted beside the AUs, free to move any landmark (the irises too), and the flow passes
@@ -133,7 +133,7 @@ def test_a_basis_rule_is_applied_to_a_model_fitted_before_it_once(tiny_dataset: 
     it twice (that would scale the brows twice)."""
     from safetensors import safe_open
 
-    from reenact.retarget import BROW_READ_GAIN
+    from reenact.retarget import READ_SHARES
 
     older = tmp_path / "older"
     save_generator(load_generator("default"), older, {"phase": "basis"})  # weights that record no rule
@@ -148,7 +148,7 @@ def test_a_basis_rule_is_applied_to_a_model_fitted_before_it_once(tiny_dataset: 
     brows, lids, mouth = [70, 105, 107, 300, 334, 336], [159, 145, 386, 374], [0, 13, 14, 17, 61, 291]
     k = AU_NAMES.index("AU01")
     assert np.abs(before[k][brows]).sum() > 0
-    np.testing.assert_allclose(after[k][brows], before[k][brows] / BROW_READ_GAIN, rtol=1e-5)
+    np.testing.assert_allclose(after[k][brows], before[k][brows] / READ_SHARES["brows"], rtol=1e-5)
     np.testing.assert_array_equal(after[:, lids + mouth], before[:, lids + mouth])
     with safe_open(str(older.with_suffix(".safetensors")), "pt") as weights:
         assert weights.metadata()["basis_rules"] == "brow-travel"

@@ -3,11 +3,11 @@
 ``reenact train --phase basis`` applies every rule as part of its fit and records them in the weights' metadata
 (``basis_rules``); this tool applies the named ones to a model fitted before a rule was added (the shipped
 ``default`` and ``hq``), without refitting anything else, and records them too. A rule already recorded is not
-applied twice (``brow-travel`` scales the brows' moves, so twice would scale them twice). The rules place the
+applied twice (a travel rule scales moves, so twice would scale them twice). The rules place the
 landmarks on the mean face of the first 50 training clips, as the fit does.
 
-Rules: ``lip-gap`` (the lip-corner AUs do not open or close the lips), ``brow-travel`` (the brows' moves divided by
-the share of their travel MediaPipe reads).
+Rules: ``lip-gap`` (the lip-corner AUs do not open or close the lips), ``brow-travel`` and ``lid-travel`` (the
+brows' or the eyes' moves divided by the share of their travel MediaPipe reads, ``reenact.retarget.READ_SHARES``).
 Usage: python tools/basis_rules.py MODEL DATASET --split RUN/split.json --rule brow-travel   (e.g. models/default)
 """
 

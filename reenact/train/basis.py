@@ -19,13 +19,14 @@ A model with head-pose motion gets its per-degree fields from the same solve: th
 (or, for pairs, the one the similarity alignment leaves between A and B; mostly pitch and yaw) is three more
 columns, free to move any landmark. Fitting them beside the AUs also keeps head turns out of the AU fields.
 
-Two rules follow the solve (``BASIS_RULES``): the lip-corner AUs do not open or close the lips, and the brows'
-moves are divided by the share of their travel MediaPipe's landmarks show, as a transfer's driving motion is.
+Rules follow the solve (``BASIS_RULES``): the lip-corner AUs do not open or close the lips, and the brows' and the
+lids' moves are divided by the share of their travel MediaPipe's landmarks show, as a transfer's driving motion is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import cv2
 import numpy as np
@@ -36,7 +37,7 @@ from reenact.face.aus import AU_NAMES
 from reenact.face.regions import MESH, region_mask
 from reenact.model.coords import normalise
 from reenact.model.networks import AU_SCALE, GAP_CONTOURS, Generator, pose_features
-from reenact.retarget import BROW_READ_GAIN, brows_above_lids
+from reenact.retarget import READ_SHARES, as_travelled
 from reenact.train.pairs import PairSampler
 from reenact.train.dataset import PreparedClip
 
@@ -119,18 +120,17 @@ def hold_lip_gap(basis: np.ndarray, face: np.ndarray, aus: tuple[str, ...] = LIP
     return out
 
 
-def carry_brow_travel(basis: np.ndarray, face: np.ndarray, share: float = BROW_READ_GAIN) -> np.ndarray:
-    """``basis`` (n_aus, 478, 2) with the brows' and forehead's moves (not the lids') divided by ``share``: fitted on
-    MediaPipe's landmarks, a field holds the brow travel MediaPipe read, ``share`` of what the brows moved
-    (``reenact.retarget.BROW_READ_GAIN``, which a transfer's driving motion is corrected by too)."""
-    out = basis.copy()
-    out[:, brows_above_lids(face)] /= share
-    return out
+def carry_read_travel(basis: np.ndarray, face: np.ndarray, region: str) -> np.ndarray:
+    """``basis`` (n_aus, 478, 2) with one region's moves divided by the share of its travel MediaPipe's landmarks show
+    (``reenact.retarget.READ_SHARES``; a transfer's driving motion is corrected by the same): fitted on those
+    landmarks, a field holds the travel MediaPipe read, not all the face moved."""
+    return as_travelled(basis, face, {region: READ_SHARES[region]})
 
 
 # The rules a fit applies after the least-squares solve, by name, in order (``tools/basis_rules.py`` applies them
 # to a model fitted before a rule was added).
-BASIS_RULES = {"lip-gap": hold_lip_gap, "brow-travel": carry_brow_travel}
+BASIS_RULES = {"lip-gap": hold_lip_gap, "brow-travel": partial(carry_read_travel, region="brows"),
+               "lid-travel": partial(carry_read_travel, region="eyes")}
 
 
 def fit_motion_basis(model: Generator, clips: list[PreparedClip], pairs: int = 40000, ridge: float = 1.0,
