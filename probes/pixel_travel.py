@@ -10,7 +10,12 @@ Regions: the brows and forehead, and the eyes below them, lids and the skin arou
 the mouth and jaw. The warp alone is scored (no texture step, no paint). Run on the training people
 (``--people train``) to choose a correction, and on the held-out ones to check it.
 
+With ``--select labels``, the pairs scored for a region are instead those whose OpenFace labels for it changed most
+(brows: AU01+AU02 and AU04; eyes: AU05, AU07, AU45; mouth: AU12, AU25, AU26): picked by a meter that is not
+MediaPipe's, so pairs where MediaPipe's landmarks only jittered are not picked for their travel.
+
 Usage: python probes/pixel_travel.py DATASET --split RUN/split.json [--people train] [--pairs 2000] [--json F]
+       python probes/pixel_travel.py DATASET --split RUN/split.json --select labels --pairs 200
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from reenact.model.coords import denormalise
 from reenact.model.io import load_generator
 from reenact.retarget import _BROWS, _LIDS, read_regions
 from reenact.train.dataset import load_dataset
+from reenact.train.pairs import PairSampler
 
 GAINS = (0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6)
 MOUTH_POINTS = (61, 291, 0, 13, 14, 17, 37, 267, 84, 314, 152, 148, 377, 176, 400)
@@ -92,14 +98,55 @@ def travel(model, batch, moving_share: float, regions: tuple[str, ...] = ("brows
         # A parabola through the best gain and its neighbours places the peak between the steps.
         peak = GAINS[best]
         if 0 < best < len(GAINS) - 1:
-            a, b, c = psnr[best - 1:best + 2]
-            if a - 2 * b + c < 0:
-                peak = GAINS[best] + 0.5 * (a - c) / (a - 2 * b + c) * (GAINS[1] - GAINS[0])
+            curve = np.polyfit(GAINS[best - 1:best + 2], psnr[best - 1:best + 2], 2)
+            if curve[0] < 0:
+                peak = -curve[1] / (2 * curve[0])
         rows[region] = {"best_gain": round(float(peak), 3), "pairs": len(scored),
                         "mean_travel_px": round(float(moved[scored].mean() * size / 2), 2),
                         "psnr_by_gain": {str(g): round(p, 3) for g, p in zip(GAINS, psnr)}}
         print(region, rows[region], flush=True)
     return rows
+
+
+LABELLED_AUS = {"brows": (("AU01", "AU02"), ("AU04",)), "eyes": (("AU05",), ("AU07",), ("AU45",)),
+                "mouth": (("AU12",), ("AU25",), ("AU26",))}  # per region: label sums whose change picks the pairs
+
+
+class LabelledPairs(PairSampler):
+    """Given pairs (index into ``self.clips``, frame A, frame B), drawn in order, registered as ``PairSampler``
+    registers any."""
+
+    def __init__(self, clips: list, chosen: list[tuple[int, int, int]]) -> None:
+        super().__init__(clips, distinct=True)
+        self.queue = list(chosen)
+
+    def _pair(self):
+        c, a, b = self.queue.pop(0)
+        return self.clips[c], a, b
+
+
+def labelled_pairs(clips: list, region: str, count: int, tries: int = 40000, seed: int = 3):
+    """``count`` pairs (head within 2 degrees, at most 4 s apart) whose region's OpenFace labels changed most: picked
+    by a meter that is not MediaPipe's, so its jitter does not pick them."""
+    from reenact.face.aus import AU_NAMES
+
+    sampler = LabelledPairs(clips, [])
+    rng = np.random.default_rng(seed)
+    sums = [[AU_NAMES.index(a) for a in group] for group in LABELLED_AUS[region]]
+    scored = []
+    for _ in range(tries):
+        c = int(rng.integers(len(sampler.clips)))
+        clip = sampler.clips[c]
+        a, b = (int(x) for x in rng.integers(len(clip.frame), size=2))
+        if a == b or abs(clip.time[a] - clip.time[b]) > 4.0 or np.abs(clip.pose[a] - clip.pose[b]).max() > 2.0:
+            continue
+        change = sum(abs(float(clip.openface[b, g].sum() - clip.openface[a, g].sum())) for g in sums)
+        if np.isfinite(change):
+            scored.append((change, c, a, b))
+    scored.sort(reverse=True)
+    sampler.queue = [(c, a, b) for _, c, a, b in scored[:count]]
+    changes = [x[0] for x in scored[:count]]
+    return sampler.sample(len(sampler.queue), images=True), float(np.mean(changes))
 
 
 def main() -> None:
@@ -111,6 +158,9 @@ def main() -> None:
     parser.add_argument("--moving-share", type=float, default=0.15,
                         help="the share of pairs scored per region, those whose region moved most (default 0.15)")
     parser.add_argument("--regions", nargs="+", choices=("brows", "eyes", "mouth"), default=["brows", "eyes", "mouth"])
+    parser.add_argument("--select", choices=("travel", "labels"), default="travel",
+                        help="pick the scored pairs by their landmarks' travel (default) or by their region's "
+                             "OpenFace labels' change (--pairs of them per region)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -118,7 +168,15 @@ def main() -> None:
     people = set(json.loads(args.split.read_text())[args.people])
     clips = [c for c in load_dataset(args.dataset).clips if c.identity in people]
     model = load_generator(args.model).eval()
-    rows = travel(model, draw_pairs(clips, args.pairs, max_pose_change=2.0), args.moving_share, tuple(args.regions))
+    if args.select == "travel":
+        rows = travel(model, draw_pairs(clips, args.pairs, max_pose_change=2.0), args.moving_share, tuple(args.regions))
+    else:
+        rows = {}
+        for region in args.regions:
+            batch, change = labelled_pairs(clips, region, args.pairs)
+            rows |= travel(model, batch, 1.0, (region,))
+            rows[region]["label_change"] = round(change, 2)
+            print(region, "mean labelled change", rows[region]["label_change"], flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

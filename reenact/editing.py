@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from reenact.expression import AUEdit, ExpressionTarget, parse_au_edit  # noqa: F401 (the editing API's names)
 from reenact.face.align import Alignment
@@ -239,9 +240,12 @@ class _Ask:
         the source itself, the texture the warp moved reads as lost contrast. A warp alone is its own reference."""
         replaced = None if painted is None else painted[0, 0].float().cpu().numpy()
         landed = denormalise((self.landmarks - self.moves)[0].cpu().numpy(), self.size)
+        flow = self.flow if self.flow.shape[-1] == self.size else \
+            F.interpolate(self.flow, size=(self.size, self.size), mode="bilinear", align_corners=False)
         self.edited = EditedCrop(_rgb8(output), landed, replaced, None if warped is None else _rgb8(warped),
                                  self.tgt[0].cpu().numpy(), self.pose, denormalise(self.landmarks[0].cpu().numpy(),
-                                                                                   self.size))
+                                                                                   self.size),
+                                 (flow[0] * (self.size / 2)).permute(1, 2, 0).float().cpu().numpy())
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:

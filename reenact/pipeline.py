@@ -183,6 +183,8 @@ class EditedCrop:
     pose: np.ndarray | None = None  # (3,) the head's pitch, yaw and roll in the edit, degrees: and by its pitch
     before: np.ndarray | None = None  # (478, 2) where the landmarks were, crop pixels: a mouth the edit closes is
     # the memory's too
+    flow: np.ndarray | None = None  # (S, S, 2) float32 crop pixels: where each pixel's content came from (the
+    # frame's own fine detail moves with it in the paste-back)
 
 
 # What an editor does to a face: (aligned crop, the face, its alignment, time in s) -> the edited crop of the same
@@ -296,7 +298,7 @@ class EditPasteStage:
         mask = edit_mask(state.alignment.to_crop(state.face.xy), edited.moved, state.alignment.crop_size)
         image = paste_back(state.frame.image, edited.image, state.crop, state.alignment, mask,
                            color_match=self.color_match, replaced=edited.replaced, reference=edited.reference,
-                           apply=self._apply)
+                           apply=self._apply, flow=edited.flow)
         state.frame = dataclasses.replace(state.frame, image=image)
         return state
 

@@ -494,7 +494,7 @@ def test_color_match_against_the_warped_crop_keeps_a_warps_contrast(
 
 @pytest.mark.usefixtures("require_face_model")
 @pytest.mark.parametrize("size", [256, 128])
-def test_the_gpu_paste_back_gives_the_cpu_one_within_one_level(astronaut: np.ndarray, size: int) -> None:
+def test_the_gpu_paste_back_gives_the_cpu_one_within_a_level_or_two(astronaut: np.ndarray, size: int) -> None:
     """The paste-back's frame-sized half run by torch (what a GPU job uses; here on the CPU) against OpenCV's, on a
     real face: a real edit from the generator, and a sharp-edged one with painted (replaced) content."""
     from reenact.editing import ExpressionTarget, GeneratorEditor
@@ -513,12 +513,22 @@ def test_the_gpu_paste_back_gives_the_cpu_one_within_one_level(astronaut: np.nda
     block[size // 2:size // 2 + size // 5, size // 3:2 * size // 3] = (200, 40, 40)
     replaced = np.zeros((size, size), np.float32)
     replaced[size // 2:size // 2 + size // 8, size // 3:size // 2] = 1
-    cases = [(generated.image, {"reference": generated.reference, "replaced": generated.replaced}),
-             (block, {"replaced": replaced})]
+    shifted = np.zeros((size, size, 2), np.float32)
+    shifted[size // 3:2 * size // 3, size // 4:3 * size // 4] = (2.5, -1.5)  # content moved: the detail moves too
+    cases = [(generated.image, {"reference": generated.reference, "replaced": generated.replaced,
+                                "flow": generated.flow}),
+             (block, {"replaced": replaced}), (block, {"replaced": replaced, "flow": shifted})]
     for edited, extra in cases:
         mask = edit_mask(a.to_crop(face.xy), None, size)
         cpu = paste_back(astronaut, edited, crop, a, mask, **extra)
         torch_side = paste_back(astronaut, edited, crop, a, mask, apply=apply_plan_on("cpu"), **extra)
         assert (cpu != astronaut).any(axis=2).sum() > 500  # a real change was pasted
         difference = np.abs(cpu.astype(int) - torch_side)
-        assert difference.max() <= 1 and difference.mean() < 0.01
+        # OpenCV's remap of the frame's moved detail reads it at positions rounded to 1/32 pixel: two levels at most.
+        assert difference.max() <= (2 if "flow" in extra else 1) and difference.mean() < 0.01, difference.mean()
+    assert generated.flow is not None and np.abs(generated.flow).max() > 1.0  # the edit's own flow, crop pixels
+    # A flow of nothing moves nothing: the paste-back is the one without a flow.
+    mask = edit_mask(a.to_crop(face.xy), None, size)
+    still = np.zeros((size, size, 2), np.float32)
+    assert np.array_equal(paste_back(astronaut, block, crop, a, mask, flow=still),
+                          paste_back(astronaut, block, crop, a, mask))

@@ -60,15 +60,17 @@ def test_the_driving_motion_is_its_landmarks_moves_from_its_rest(face: np.ndarra
 
 def test_the_drivers_brows_and_lids_are_carried_as_far_as_they_moved_not_as_far_as_mediapipe_places_them(
         face: np.ndarray) -> None:
-    """MediaPipe places moved brows about 0.79 of the way and lids 0.85 (probes/second_meter.py,
-    probes/pixel_travel.py), so a driver whose brow points rose by 0.02 is carried as having risen 0.02 / 0.79, and
-    its lids' travel likewise; its mouth as read. Read as MediaPipe placed them (``read_shares={}``), all as read."""
+    """Real faces' brows and lids moved further than MediaPipe's landmarks say (``READ_SHARES``, from the pixels of
+    real frames: probes/pixel_travel.py), so a driver whose brow points rose by 0.02 is carried as having risen 0.02
+    over the brows' share, and its lids' travel likewise; its mouth as read. Read as MediaPipe placed them
+    (``read_shares={}``), all as read."""
     times, points, aus, poses = driving_clip(face)
     brows = [i for side in _BROWS for i in side]
     points[20:30, brows, 1] -= 0.02
     moved, _ = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None).at(times[25])
-    assert np.allclose(moved[brows, 1], -0.02 / 0.79, atol=1e-3)
-    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * proportions(face)[0] / 0.85, atol=1e-3)
+    assert np.allclose(moved[brows, 1], -0.02 / READ_SHARES["brows"], atol=1e-3)
+    assert np.allclose(moved[UPPER_LIDS, 1], 0.5 * proportions(face)[0] / READ_SHARES["eyes"], atol=1e-3)
+    assert READ_SHARES["brows"] < 1 and READ_SHARES["eyes"] < 1
     assert np.allclose(moved[CORNERS], [(-0.01, -0.01), (0.01, -0.01)], atol=1e-3)
     read, _ = DrivingMotion.from_track(times, points, aus, poses, pose_basis=None, read_shares={}).at(times[25])
     assert np.allclose(read[brows, 1], -0.02, atol=1e-3)

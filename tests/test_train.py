@@ -129,7 +129,7 @@ def test_the_basis_phase_fits_each_au_inside_its_region(tiny_dataset: Path, tmp_
 
 def test_a_basis_rule_is_applied_to_a_model_fitted_before_it_once(tiny_dataset: Path, tmp_path: Path) -> None:
     """``tools/basis_rules.py`` applies a fit's rule to an older model's AU fields: ``brow-travel`` carries the
-    brows 1/0.79 as far and leaves the lids and the mouth where they were; it records the rule and will not apply
+    brows further (over the share of their travel MediaPipe reads) and leaves the lids and the mouth where they were; it records the rule and will not apply
     it twice (that would scale the brows twice)."""
     from safetensors import safe_open
 

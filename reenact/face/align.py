@@ -491,6 +491,7 @@ def paste_back(
     replaced: np.ndarray | None = None,
     reference: np.ndarray | None = None,
     apply: Callable[[np.ndarray, PastePlan], np.ndarray] | None = None,
+    flow: np.ndarray | None = None,
 ) -> np.ndarray:
     """Put an edited crop back into the frame at the frame's own resolution.
 
@@ -517,6 +518,10 @@ def paste_back(
             on surprised faces, lower the stronger the warp), and undoing it overdrew the edited face.
         apply: what warps the plan's change into the frame's box and adds it (``reenact.face.paste_gpu`` on a GPU);
             None: OpenCV on the CPU.
+        flow: (S, S, 2) the edit's backward flow in crop pixels (each crop pixel's content came from that far
+            away), or None. The frame's own fine detail, which the crop does not hold, then moves with it: kept in
+            place, a moved edge left its old outline behind (a pale double line over an upper lip brought down on a
+            512-pixel face).
 
     Returns:
         A new uint8 frame.
@@ -540,7 +545,9 @@ def paste_back(
     support = m > 0  # NaN is not
     m = np.where(support, np.minimum(m, 1.0), np.float32(0.0))
 
-    plan = _paste_plan(img.shape, edited, original, alignment, m, color_match, replaced, reference)
+    if flow is not None and np.shape(flow) != (size, size, 2):
+        raise ValueError(f"flow must be {size}x{size}x2, got {np.shape(flow)}")
+    plan = _paste_plan(img.shape, edited, original, alignment, m, color_match, replaced, reference, flow)
     out = img.copy()
     if plan is not None:
         x0, y0, x1, y1 = plan.roi
@@ -559,13 +566,15 @@ class PastePlan:
     mask: np.ndarray  # (h, w) float32 in [0, 1]
     fwd: np.ndarray  # (2, 3): a frame box pixel (u, v) samples the crop's box at fwd @ (u, v, 1)
     roi: tuple[int, int, int, int]
-    original: np.ndarray | None = None  # (h, w, 3) float32, low-passed, where ``replaced`` is set
+    original: np.ndarray | None = None  # (h, w, 3) float32, low-passed, where ``replaced`` or ``flow`` is set
     replaced: np.ndarray | None = None  # (h, w) float32: where the crop is new content (the frame's detail goes)
+    flow: np.ndarray | None = None  # (h, w, 3) float32: where the crop's content came from, in frame pixels, and
+    # how much of the frame's detail moves with it (``_frame_moves``)
 
 
 def _paste_plan(shape: tuple[int, ...], edited: np.ndarray, original: np.ndarray, alignment: Alignment,
                 m: np.ndarray, color_match: bool, replaced: np.ndarray | None, reference: np.ndarray | None,
-                ) -> PastePlan | None:
+                flow: np.ndarray | None = None) -> PastePlan | None:
     """``paste_back``'s work on the crop (``m``: its mask, in [0, 1]); None where nothing is pasted."""
     size = alignment.crop_size
     support = m > 0
@@ -602,14 +611,31 @@ def _paste_plan(shape: tuple[int, ...], edited: np.ndarray, original: np.ndarray
     # matrix @ frame - (cx0, cy0).
     fwd = alignment.matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     fwd[:, 2] -= (cx0, cy0)
-    sub_original = sub_replaced = None
+    sub_original = sub_replaced = sub_flow = None
     if replaced is not None and np.any(replaced[cy0:cy1, cx0:cx1] > 0):
-        # The frame's detail that the crop does not hold: frame - (original crop mapped back), removed there.
+        sub_replaced = np.ascontiguousarray(replaced[cy0:cy1, cx0:cx1], dtype=np.float32)
+    if flow is not None:
+        sub_flow = _frame_moves(np.asarray(flow[cy0:cy1, cx0:cx1], dtype=np.float32), fwd)
+    if sub_replaced is not None or sub_flow is not None:
+        # The frame's detail that the crop does not hold is frame - (original crop mapped back): removed where the
+        # crop is new, moved where its content moved.
         sub_original = np.asarray(original[cy0:cy1, cx0:cx1], dtype=np.float32)
         if sigma > 0.0:
             sub_original = cv2.GaussianBlur(sub_original, (0, 0), sigma)
-        sub_replaced = np.ascontiguousarray(replaced[cy0:cy1, cx0:cx1], dtype=np.float32)
-    return PastePlan(diff, sub_mask, fwd, (x0, y0, x1, y1), sub_original, sub_replaced)
+    return PastePlan(diff, sub_mask, fwd, (x0, y0, x1, y1), sub_original, sub_replaced, sub_flow)
+
+
+# The frame's detail moves with content that moved this far (frame pixels), fully from MOVED_FROM + MOVED_SPAN. A
+# shorter move leaves it in place: resampling it at a fraction of a pixel blurs it more than the misplacement shows.
+MOVED_FROM, MOVED_SPAN = 0.5, 1.0
+
+
+def _frame_moves(flow: np.ndarray, fwd: np.ndarray) -> np.ndarray | None:
+    """(h, w, 3) float32 on the crop's box: each pixel's content's offset in frame pixels (a crop offset d is the
+    frame offset fwd[:, :2]^-1 d) and how much of the frame's detail moves with it; None where none does."""
+    offset = flow @ np.linalg.inv(fwd[:, :2]).astype(np.float32).T
+    share = np.clip((np.linalg.norm(offset, axis=-1, keepdims=True) - MOVED_FROM) / MOVED_SPAN, 0.0, 1.0)
+    return np.ascontiguousarray(np.concatenate([offset, share], axis=-1), dtype=np.float32) if share.any() else None
 
 
 def _apply_plan(roi: np.ndarray, plan: PastePlan) -> np.ndarray:
@@ -621,13 +647,27 @@ def _apply_plan(roi: np.ndarray, plan: PastePlan) -> np.ndarray:
     # Bilinear keeps the mask inside [0, 1] and exactly 0 wherever its neighbourhood is 0.
     mask_f = cv2.warpAffine(plan.mask, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
                             borderMode=cv2.BORDER_CONSTANT)
-    if plan.replaced is not None:
+    if plan.original is not None:
         original_f = cv2.warpAffine(plan.original, plan.fwd, roi_size, flags=cv2.INTER_CUBIC | inv_map,
                                     borderMode=cv2.BORDER_REPLICATE)
-        replaced_f = cv2.warpAffine(plan.replaced, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
-                                    borderMode=cv2.BORDER_CONSTANT)
         detail = cv2.subtract(roi, original_f, dtype=cv2.CV_32F)
-        diff_f -= detail * replaced_f[..., None]
+        kept = np.float32(1.0)
+        if plan.replaced is not None:
+            replaced_f = cv2.warpAffine(plan.replaced, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
+                                        borderMode=cv2.BORDER_CONSTANT)
+            diff_f -= detail * replaced_f[..., None]
+            kept = 1.0 - replaced_f[..., None]
+        if plan.flow is not None:
+            moves = cv2.warpAffine(plan.flow, plan.fwd, roi_size, flags=cv2.INTER_LINEAR | inv_map,
+                                   borderMode=cv2.BORDER_CONSTANT)
+            rows, cols = np.nonzero(moves[..., 2].any(axis=1))[0], np.nonzero(moves[..., 2].any(axis=0))[0]
+            if rows.size:  # only where something moved: the remap is the costly part
+                box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+                map_x = moves[box][..., 0] + np.arange(cols[0], cols[-1] + 1, dtype=np.float32)[None]
+                map_y = moves[box][..., 1] + np.arange(rows[0], rows[-1] + 1, dtype=np.float32)[:, None]
+                moved = cv2.remap(detail, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+                share = moves[box][..., 2:] if np.ndim(kept) == 0 else moves[box][..., 2:] * kept[box]
+                diff_f[box] += (moved - detail[box]) * share
     diff_f *= mask_f[..., None]
     # frame + mask * diff, rounded half to even and saturated to 0..255 (np.clip(np.rint(...)) in one pass).
     return cv2.add(roi, diff_f, dtype=cv2.CV_8U)

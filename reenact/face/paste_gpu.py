@@ -4,7 +4,8 @@ change on the crop, a few hundred pixels a side) is worked out on the CPU either
 face goes to the device and back.
 
 OpenCV's warps read the source at positions rounded to 1/32 pixel; these read it at the exact positions, so the two
-differ by up to about a level where the change has a sharp edge."""
+differ by up to about a level where the change has a sharp edge (two where the frame's own detail moves with a
+flow)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,22 @@ def apply_plan_on(device: torch.device | str) -> Callable[[np.ndarray, PastePlan
         frame = torch.from_numpy(np.ascontiguousarray(roi)).to(device).float()
         change = _read(plan.diff, grid, "bicubic", "zeros")  # outside the crop's box: no change
         mask = _read(plan.mask, grid, "bilinear", "zeros")
-        if plan.replaced is not None:
-            original = _read(plan.original, grid, "bicubic", "border")
-            change = change - (frame - original) * _read(plan.replaced, grid, "bilinear", "zeros")[..., None]
+        if plan.original is not None:
+            detail = frame - _read(plan.original, grid, "bicubic", "border")
+            kept = 1.0
+            if plan.replaced is not None:
+                replaced = _read(plan.replaced, grid, "bilinear", "zeros")[..., None]
+                change = change - detail * replaced
+                kept = 1.0 - replaced
+            if plan.flow is not None:  # the frame's detail moves with the crop's content (``_frame_moves``)
+                moves = _read(plan.flow, grid, "bilinear", "zeros")
+                v, u = torch.meshgrid(torch.arange(height, device=device, dtype=torch.float32),
+                                      torch.arange(width, device=device, dtype=torch.float32), indexing="ij")
+                at = torch.stack([2 * (u + moves[..., 0]) / (width - 1) - 1,
+                                  2 * (v + moves[..., 1]) / (height - 1) - 1], dim=-1)[None]
+                moved = F.grid_sample(detail.permute(2, 0, 1)[None], at, mode="bicubic", padding_mode="border",
+                                      align_corners=True)[0].permute(1, 2, 0)
+                change = change + (moved - detail) * (kept * moves[..., 2:])
         # frame + mask * change, rounded half to even and saturated to 0..255, as OpenCV's add does it
         out = (frame + change * mask[..., None]).round_().clamp_(0, 255).to(torch.uint8)
         return out.cpu().numpy()
