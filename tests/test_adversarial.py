@@ -92,7 +92,8 @@ def test_adversarial_training_changes_the_texture_and_keeps_motion_in_its_region
                                  critic_reads="warped", au_weight=0.5, validation_people=0)
     train_adversarial(tiny_dataset, tmp_path / "run", None, options)
     snapshot = torch.load(tmp_path / "run" / "snapshots.pt", weights_only=False)
-    assert len(snapshot["snapshots"]) == 2 and (tmp_path / "run" / "critic.pt").is_file()
+    # One at each half of the 8 s; a step slower than 4 s (a loaded machine) leaves only the last.
+    assert 1 <= len(snapshot["snapshots"]) <= 2 and (tmp_path / "run" / "critic.pt").is_file()
     lines = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert any("critic_step" in line for line in lines) and any("snapshot" in line for line in lines)
     trained = apply_snapshot(load_generator(), snapshot)

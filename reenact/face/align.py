@@ -667,7 +667,9 @@ def _apply_plan(roi: np.ndarray, plan: PastePlan) -> np.ndarray:
                 map_y = moves[box][..., 1] + np.arange(rows[0], rows[-1] + 1, dtype=np.float32)[:, None]
                 moved = cv2.remap(detail, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
                 share = moves[box][..., 2:] if np.ndim(kept) == 0 else moves[box][..., 2:] * kept[box]
-                diff_f[box] += (moved - detail[box]) * share
+                np.subtract(moved, detail[box], out=moved)
+                moved *= share
+                diff_f[box] += moved
     diff_f *= mask_f[..., None]
     # frame + mask * diff, rounded half to even and saturated to 0..255 (np.clip(np.rint(...)) in one pass).
     return cv2.add(roi, diff_f, dtype=cv2.CV_8U)
