@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="edit the face with an expression preset")
     group.add_argument("--source", metavar="IMAGE|VIDEO", help="drive this face with the input face's expressions")
     group.add_argument("--au-scale", type=float, default=1.0, help="with --source: scale the expression change (default 1)")
-    group.add_argument("--pose", action="store_true", help="with --source: also turn its head as the input head turns")
+    group.add_argument("--pose", action="store_true", help="with --source: also turn its head as the input head turns (up to 10 degrees)")
     group = live.add_argument_group("outputs (any)")
     group.add_argument("-o", "--output", help="write a video file, without audio (kept whatever stops the run)")
     group.add_argument("--stream", metavar="URL", help="send to rtmp://, udp://, srt://... (low-latency x264)")

@@ -40,6 +40,7 @@ from reenact.memory import FaceMemory
 from reenact.model.presets import PRESETS
 from reenact.overlay import draw_hud
 from reenact.pipeline import AlignStage, EditPasteStage, FrameState, TrackStage, stream
+from reenact.retarget import FOLLOWED_TURN
 from reenact.progress import LiveStatus
 from reenact.video import (
     Frame, StreamReader, StreamWriter, VideoInfo, VideoReader, VideoWriter, atomic_output, camera_url,
@@ -382,7 +383,8 @@ class _Drive:
             self._drive = (camera.aus, self.rest.add(camera.aus))
         if camera.face is not None and self.usual_pose is not None:
             pose = np.array(camera.face.head_pose_degrees(), np.float32)
-            self._turn_now = pose - self.usual_pose.add(pose)
+            # Followed as far as a 2D warp of the source can turn it (as ``transfer --pose``).
+            self._turn_now = np.clip(pose - self.usual_pose.add(pose), -FOLLOWED_TURN, FOLLOWED_TURN)
         state = self._next_source()
         # On the camera's clock from here (the editor's smoothing needs time to pass, even for a still source).
         state.frame = state.frame.replace(index=camera.frame.index, pts=camera.frame.pts, time_base=LIVE_TIME_BASE)
