@@ -32,6 +32,7 @@ from reenact.evaluate import draw_pairs
 from reenact.face.regions import face_regions
 from reenact.model.coords import denormalise
 from reenact.model.io import load_generator
+from reenact.model.networks import warp
 from reenact.retarget import _BROWS, _LIDS, read_regions
 from reenact.train.dataset import load_dataset
 from reenact.train.pairs import PairSampler
@@ -58,16 +59,6 @@ def scored_mask(landmarks: np.ndarray, region: str, size: int) -> np.ndarray:
     return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * widen + 1,) * 2)).astype(bool)
 
 
-class ScaledMoves:
-    """Stands in for the motion step's ``displacements``: each pair's own landmark moves, one region's times a gain."""
-
-    def __init__(self, moves: np.ndarray) -> None:
-        self.moves = torch.from_numpy(moves)
-
-    def __call__(self, landmarks: torch.Tensor, *_, **__) -> torch.Tensor:
-        return self.moves.to(landmarks.dtype)
-
-
 @torch.no_grad()
 def travel(model, batch, moving_share: float, regions: tuple[str, ...] = ("brows", "eyes", "mouth"), chunk: int = 50,
            ) -> dict[str, dict]:
@@ -88,9 +79,8 @@ def travel(model, batch, moving_share: float, regions: tuple[str, ...] = ("brows
             errors = []
             for s in range(0, len(scored), chunk):
                 part = scored[s:s + chunk]
-                model.motion.displacements = ScaledMoves(scaled[s:s + chunk])
-                warped = model(torch.from_numpy(batch.image_a[part]), torch.from_numpy(batch.landmarks_a[part]),
-                               torch.from_numpy(batch.aus_a[part]), torch.from_numpy(batch.aus_b[part]))["warped"]
+                landmarks, given = torch.from_numpy(batch.landmarks_a[part]), torch.from_numpy(scaled[s:s + chunk])
+                warped = warp(torch.from_numpy(batch.image_a[part]), model.motion.field(landmarks, given))
                 for w, b, m in zip(warped.numpy(), batch.image_b[part], masks[s:s + chunk]):
                     errors.append(float(((w - b) ** 2).mean(axis=0)[m].mean()))
             psnr.append(float(np.mean(-10 * np.log10(np.maximum(errors, 1e-10)))))

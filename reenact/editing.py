@@ -317,9 +317,9 @@ class DrivingTrack:
     def turn(self, t: float) -> np.ndarray:
         """The driving head's pitch, yaw and roll at time t minus its median over the clip (its usual pose), in
         degrees: the head motion ``reenact transfer --pose`` adds to the source's."""
-        from reenact.retarget import FOLLOWED_TURN
+        from reenact.retarget import followed_turn
 
-        return np.clip(_at(self.times, self.poses, t) - self.usual_pose, -FOLLOWED_TURN, FOLLOWED_TURN)
+        return followed_turn(_at(self.times, self.poses, t) - self.usual_pose)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from reenact.memory import FaceMemory
 from reenact.model.presets import PRESETS
 from reenact.overlay import draw_hud
 from reenact.pipeline import AlignStage, EditPasteStage, FrameState, TrackStage, stream
-from reenact.retarget import FOLLOWED_TURN
+from reenact.retarget import followed_turn
 from reenact.progress import LiveStatus
 from reenact.video import (
     Frame, StreamReader, StreamWriter, VideoInfo, VideoReader, VideoWriter, atomic_output, camera_url,
@@ -383,8 +383,7 @@ class _Drive:
             self._drive = (camera.aus, self.rest.add(camera.aus))
         if camera.face is not None and self.usual_pose is not None:
             pose = np.array(camera.face.head_pose_degrees(), np.float32)
-            # Followed as far as a 2D warp of the source can turn it (as ``transfer --pose``).
-            self._turn_now = np.clip(pose - self.usual_pose.add(pose), -FOLLOWED_TURN, FOLLOWED_TURN)
+            self._turn_now = followed_turn(pose - self.usual_pose.add(pose))  # as far as ``transfer --pose``
         state = self._next_source()
         # On the camera's clock from here (the editor's smoothing needs time to pass, even for a still source).
         state.frame = state.frame.replace(index=camera.frame.index, pts=camera.frame.pts, time_base=LIVE_TIME_BASE)

@@ -59,6 +59,12 @@ TRUSTED_TURN, UNTRUSTED_TURN = 12.0, 20.0
 FOLLOWED_TURN = 10.0
 
 
+def followed_turn(turn: np.ndarray) -> np.ndarray:
+    """The part of a head's turn (degrees, pitch, yaw, roll) that ``--pose`` follows: at most ``FOLLOWED_TURN`` each
+    way."""
+    return np.clip(turn, -FOLLOWED_TURN, FOLLOWED_TURN)
+
+
 def proportions(landmarks: np.ndarray) -> np.ndarray:
     """(..., 478, 2) normalised crop landmarks -> (..., 3): the eyes' opening, the brows' height over the upper
     lids and the mouth's width, each a mean over both sides where there are two."""
@@ -150,7 +156,7 @@ class DrivingMotion:
         moved *= np.clip((UNTRUSTED_TURN - away) / (UNTRUSTED_TURN - TRUSTED_TURN), 0.0, 1.0)[:, None, None]
         moved[:, MESH:] = 0.0  # the irises follow gaze, not expression
         moved = as_travelled(moved, rest, read_shares)
-        turns = np.clip(poses - usual, -FOLLOWED_TURN, FOLLOWED_TURN).astype(np.float32)
+        turns = followed_turn(poses - usual).astype(np.float32)
         return cls(np.asarray(times, np.float64), moved.astype(np.float32), turns, rest.astype(np.float32))
 
     @cached_property
