@@ -27,8 +27,11 @@ def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (32
     import skimage.data
 
     width, height = size
-    head = skimage.data.astronaut()[0:300, 80:380]
-    scale = 0.9 * height / head.shape[0]
+    # The head is the photo's 300-pixel square from column 80, scaled to 0.9 of the frame's height; the whole photo is
+    # sampled, so the frame around it is the photo's own (mirroring the square at its edges put a second, mirrored
+    # astronaut at the frame's side) and only a strip above her hair, where the photo ends, repeats its top row.
+    photo, left, side = skimage.data.astronaut(), 80, 300
+    scale = 0.9 * height / side
     rate = 16000
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "veryfast"})
@@ -38,9 +41,9 @@ def write_synthetic_clip(path: Path, seconds: float, size: tuple[int, int] = (32
         for i in range(int(seconds * fps)):
             t = i / fps
             angle = 4 * math.sin(2 * math.pi * t / 3.0)  # a slow nod
-            matrix = cv2.getRotationMatrix2D((head.shape[1] / 2, head.shape[0] / 2), angle, scale)
-            matrix[:, 2] += (width / 2 - scale * head.shape[1] / 2 + 6 * math.sin(t), height / 2 - scale * head.shape[0] / 2)
-            image = cv2.warpAffine(head, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
+            matrix = cv2.getRotationMatrix2D((left + side / 2, side / 2), angle, scale)
+            matrix[:, 2] += (width / 2 - scale * side / 2 - left + 6 * math.sin(t), height / 2 - scale * side / 2)
+            image = cv2.warpAffine(photo, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
             marked = marks_every is not None and i % round(marks_every * fps) == 0
             if marked:
                 image[:MARK_SIZE, :MARK_SIZE] = 255

@@ -18,7 +18,7 @@ from reenact.checks import check_au, check_edit, check_transfer, shorter_driver,
 from reenact.devices import pick_device, texture_dtype
 from reenact.encoding import EncodeOptions
 from reenact.errors import InputError, NoFaceError, ReenactWarning
-from reenact.expression import ExpressionTarget
+from reenact.expression import ExpressionTarget, TimeRange
 from reenact.face.align import FaceAligner
 from reenact.face.aus import AU_NAMES, AUCsvWriter, blendshapes_to_aus
 from reenact.face.counting import face_index_message
@@ -401,6 +401,7 @@ def transfer_expression(
     follow_pose: bool = False,
     motion: TransferMotion | None = None,
     memory: FaceMemory | bool = True,
+    time_range: TimeRange = TimeRange(),
 ) -> RunReport:
     """Give the face in ``source`` (a video or a still image) the expressions of the face in ``driving``.
 
@@ -414,7 +415,8 @@ def transfer_expression(
     the source's own expressions stay and the driving face's change from its rest is added (a talking source keeps
     its lips in time with its audio); False (absolute): the source's own expression is replaced, by landmarks its
     face taken back to its rest first (but for lids closing, which a warp cannot open), by AUs the driving AUs as
-    they are.
+    they are. ``time_range``: a video source changes only from its ``start`` (where the driving clip's first frame
+    goes) to its ``end``, faded in and out over its ``ramp``; the rest is the source as it was.
 
     Bad arguments raise before any work: an OptionError (an unknown AU, motion or audio choice), InputError or
     OutputError. A driving clip that ends before a source video is a ReenactWarning: its last expression is held.
@@ -422,10 +424,10 @@ def transfer_expression(
     from reenact.editing import TransferTarget
 
     chosen = transfer_aus(aus)
-    source_info, driving_info = check_transfer(source, driving, output, audio, relative)
+    source_info, driving_info = check_transfer(source, driving, output, audio, relative, time_range)
     motion = transfer_motion(relative, motion, driving_info.is_image)
     model = generator.load(pick_device(generator.device))  # before any tracking, as ``edit_expression`` does
-    shorter = shorter_driver(source_info, driving_info)
+    shorter = shorter_driver(source_info, driving_info, time_range)
     if shorter is not None:
         warnings.warn(shorter, ReenactWarning, stacklevel=2)
     silent = {"source": source_info, "driving": driving_info}.get(audio or "")
@@ -433,12 +435,14 @@ def transfer_expression(
         warnings.warn(f"--audio {audio}: {silent.path} has no audio, so the output has none", ReenactWarning,
                       stacklevel=2)
     track, driving_info, stamps = read_driving(driving, tracking, progress)
+    if time_range.start:  # the driving clip starts where the range does
+        track = dataclasses.replace(track, times=track.times + time_range.start)
     # An absolute transfer by landmarks takes a video source's own expression out: its first pass is needed even
     # without a memory.
     replace = motion == "landmarks" and not relative
     with first_pass(source, tracking, memory if generator.memory else False, progress, track_only=replace) as (
             faces, face_memory):
-        fade = None if faces is None else faces.fade  # the memory is the source person's, never the driver's
+        fade = windowed(None if faces is None else faces.fade, time_range)  # the memory is the source person's
         own = own_expression(faces, tracking.crop_size) if replace and faces is not None else None
         # A still is its own rest: replacing its expression is adding the driver's change to it.
         still = replace and own is None
@@ -452,6 +456,14 @@ def transfer_expression(
                                       fade=fade, model=model)
         return _transfer_job(source, driving, output, EditPasteStage(editor, batch=EDIT_BATCH), driving_info, stamps,
                              audio, tracking, encode, progress, faces)
+
+
+def windowed(fade: Callable[[float], float] | None, time_range: TimeRange) -> Callable[[float], float] | None:
+    """How much of a job's change applies at time t: ``fade``'s share (a first pass's, or all of it where None)
+    inside ``time_range``, faded at its ends."""
+    if time_range.whole:
+        return fade
+    return lambda t: time_range.weight(t) * (1.0 if fade is None else fade(t))
 
 
 def _transfer_job(source: PathLike, driving: PathLike, output: PathLike, stage: EditPasteStage, driving_info: VideoInfo,

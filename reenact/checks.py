@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from reenact.errors import InputError, OptionError, OutputError
-from reenact.expression import ExpressionTarget
+from reenact.errors import InputError, OptionError, OutputError, ReenactWarning
+from reenact.expression import ExpressionTarget, TimeRange
 from reenact.face.aus import AU_NAMES, parse_au_name
 from reenact.face.model_file import FACE_LANDMARKER_ENV, resolve_face_landmarker
 from reenact.video import VideoInfo, check_output_kind, check_output_path, is_image_path, probe
@@ -27,9 +28,21 @@ def check_face_model(face_model: PathLike | None) -> None:
         resolve_face_landmarker(face_model)
 
 
+_TIMING_WARNED: set[str] = set()  # the CLI checks a job's inputs, then the API it calls checks them again
+
+
+def timed(info: VideoInfo) -> VideoInfo:
+    """``info``, having warned (once a process) if its clip's frames had to be timed by their order."""
+    message = info.timing_warning()
+    if message is not None and message not in _TIMING_WARNED:
+        _TIMING_WARNED.add(message)
+        warnings.warn(message, ReenactWarning, stacklevel=3)
+    return info
+
+
 def check_video_job(input: PathLike, output: PathLike) -> VideoInfo:
     """The input is a readable video or image, and the output a file of the same kind that can be written."""
-    info = probe(input)
+    info = timed(probe(input))
     check_output_path(output, input)
     check_output_kind(output, info)
     return info
@@ -42,7 +55,7 @@ def check_edit(input: PathLike, output: PathLike, target: ExpressionTarget) -> V
 
 
 def check_au(input: PathLike, csv_path: PathLike, plot_path: PathLike | None = None) -> VideoInfo:
-    info = probe(input)
+    info = timed(probe(input))
     check_output_path(csv_path, input, media=False)
     if plot_path is not None:
         check_output_path(plot_path, input, media=False)
@@ -75,33 +88,39 @@ def transfer_motion(relative: bool, motion: str | None, driving_still: bool = Fa
 
 
 def check_transfer(source: PathLike, driving: PathLike, output: PathLike, audio: str | None = None,
-                   relative: bool = True) -> tuple[VideoInfo, VideoInfo]:
+                   relative: bool = True, time_range: TimeRange = TimeRange()) -> tuple[VideoInfo, VideoInfo]:
     """Both inputs readable, the output a video that can be written (a transfer writes a video, even from a still
-    source): (source's info, driving clip's info). A still driving image copies nothing in a relative transfer (its
-    one expression is its own rest), so it is refused there."""
+    source), the time range one of the source's: (source's info, driving clip's info). A still driving image copies
+    nothing in a relative transfer (its one expression is its own rest), so it is refused there."""
     if audio is not None and audio not in AUDIO_CHOICES:
         raise OptionError(f"--audio is source, driving or none, not {audio!r}")
-    source_info, driving_info = probe(source), probe(driving)
+    source_info, driving_info = timed(probe(source)), timed(probe(driving))
     if driving_info.is_image and relative:
         raise OptionError(f"{driving} is a still image: a relative transfer copies how a driving face moves from its "
                           f"rest, and a still has one expression; give a driving video, or --mode absolute to copy "
                           f"its AUs")
+    time_range.check_fits(source_info)
     check_output_path(output, source, driving)
     check_output_kind(output, dataclasses.replace(driving_info, is_image=False))
     return source_info, driving_info
 
 
-def shorter_driver(source_info: VideoInfo, driving_info: VideoInfo) -> str | None:
-    """The warning for a driving clip that ends before the source video does (its last expression is then held),
-    or None. Within a frame or two is not shorter: clips of the same length differ by rounding."""
+def shorter_driver(source_info: VideoInfo, driving_info: VideoInfo, time_range: TimeRange = TimeRange()) -> str | None:
+    """The warning for a driving clip that ends before the source video (or its ``time_range``) does (its last
+    expression is then held), or None. Within a frame or two is not shorter: clips of the same length differ by
+    rounding."""
     if source_info.is_image or source_info.duration is None or driving_info.duration is None:
         return None
+    start = time_range.start or 0.0
+    end = source_info.duration if time_range.end is None else min(time_range.end, source_info.duration)
     slack = 2 / float(driving_info.fps) if driving_info.fps else 0.08
-    if driving_info.duration >= source_info.duration - slack:
+    if driving_info.duration >= end - start - slack:
         return None
-    held = source_info.duration - driving_info.duration
-    return (f"the driving clip {driving_info.path} ({driving_info.duration:.1f} s) is shorter than the source "
-            f"{source_info.path} ({source_info.duration:.1f} s): its last expression is held for the last {held:.1f} s")
+    held = end - start - driving_info.duration
+    what = f"the source {source_info.path} ({source_info.duration:.1f} s)" if time_range.whole else \
+        f"the transfer's {end - start:.1f} s from {start:g} s"
+    return (f"the driving clip {driving_info.path} ({driving_info.duration:.1f} s) is shorter than {what}: its last "
+            f"expression is held for the last {held:.1f} s")
 
 
 def has_display() -> bool:

@@ -28,7 +28,8 @@ EXAMPLES = {
   reenact transfer portrait.jpg actor.mp4 -o animated.mp4 --pose   # ... nodding and turning with the actor
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --aus AU12,AU25,AU26 --au-scale 0.7
   reenact transfer me.mp4 actor.mp4 -o out.mp4 --mode absolute --audio driving   # the actor's face and voice
-  reenact transfer me.mp4 actor.mp4 -o out.mp4 --motion aus       # the model's motion for the actor's AUs""",
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --motion aus       # the model's motion for the actor's AUs
+  reenact transfer me.mp4 actor.mp4 -o out.mp4 --start 2 --end 5  # only 2-5 s of me.mp4, the actor from 2 s""",
     "live": """examples:
   reenact live --camera 0 --preset happy                     # a preview window; keys below
   reenact live --camera 0 --source avatar.jpg                 # the avatar follows your expressions
@@ -285,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
                           help="also turn the source's head as the driving head turns from its usual pose (up to 10 degrees)")
+    transfer.add_argument("--start", type=float, metavar="SECONDS",
+                          help="a video source changes from this time, where the driving clip starts (ramped in)")
+    transfer.add_argument("--end", type=float, metavar="SECONDS", help="... until this time (ramped out), after --start")
+    transfer.add_argument("--ramp", type=float, default=0.3, metavar="SECONDS",
+                          help="ramp length at --start/--end (default 0.3)")
     _add_generator(transfer, edits=False)
     _add_tracking(transfer)
     _add_encoding(transfer)
@@ -530,11 +536,13 @@ def _run(args: argparse.Namespace) -> None:
         report = _edit(args, tracking, progress)
     elif args.command == "transfer":
         from reenact.checks import transfer_aus
+        from reenact.expression import TimeRange
 
         aus = transfer_aus(args.aus) if args.aus else None
         report = api.transfer_expression(
             args.source, args.driving, args.output, args.mode == "relative", args.au_scale, aus, args.audio,
             _generator(args), tracking, encode_options(args), progress, follow_pose=args.pose, motion=args.motion,
+            time_range=TimeRange(args.start, args.end, args.ramp),
         )
     elif args.command == "au":
         report = api.analyze_aus(args.input, args.output, args.plot, tracking, progress=progress)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reenact.errors import InputError, OptionError
-from reenact.expression import AUEdit, ExpressionTarget, parse_au_edit
+from reenact.expression import AUEdit, ExpressionTarget, TimeRange, parse_au_edit
 from reenact.model.presets import parse_preset
 
 if TYPE_CHECKING:
@@ -59,7 +59,8 @@ def _transfer(args: argparse.Namespace) -> None:
 
     encode_options(args)
     checks.check_face_model(args.face_model)
-    _, driving = checks.check_transfer(args.source, args.driving, args.output, args.audio, args.mode == "relative")
+    _, driving = checks.check_transfer(args.source, args.driving, args.output, args.audio, args.mode == "relative",
+                                       TimeRange(args.start, args.end, args.ramp))
     checks.transfer_motion(args.mode == "relative", args.motion, driving.is_image)
 
 

@@ -249,8 +249,8 @@ class _Ask:
 
 
 def _rgb8(image: torch.Tensor) -> np.ndarray:
-    """The first of (B, 3, H, W) images in [0, 1] as an (H, W, 3) uint8 array. The generator's output is clamped to
-    [0, 1] and a bilinear warp of [0, 1] stays there but for rounding, which the truncation absorbs: no clamp."""
+    """The first of (B, 3, H, W) images in [0, 1] as an (H, W, 3) uint8 array. The generator's output and the warp
+    are clamped to [0, 1]: no clamp here."""
     return image[0].mul(255).add_(0.5).permute(1, 2, 0).byte().cpu().numpy()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +49,50 @@ def parse_au_edit(text: str) -> AUEdit:
 
 
 @dataclass(frozen=True)
+class TimeRange:
+    """A time range of a video that a job changes (``--start``, ``--end``), faded in over the ``ramp`` seconds before
+    ``start`` and out over those after ``end``; None: from the clip's start, to its end. Raises an OptionError for a
+    range that cannot work: a negative time, a start after the end."""
+
+    start: float | None = None
+    end: float | None = None
+    ramp: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end", "ramp"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise OptionError(f"--{name} takes seconds, 0 or more, not {value:g}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise OptionError(f"--start {self.start:g} is not before --end {self.end:g}: no time is left to edit")
+
+    @property
+    def whole(self) -> bool:
+        """Whether the range is the whole clip."""
+        return self.start is None and self.end is None
+
+    def check_fits(self, info: VideoInfo) -> None:
+        """OptionError where the range cannot apply to the input: a still image has no time, and a range that
+        starts at or after the clip's end would change nothing."""
+        if self.whole:
+            return
+        if info.is_image:
+            raise OptionError(f"--start/--end choose a time range of a video; {info.path} is a still image")
+        if self.start is not None and info.duration is not None and self.start >= info.duration:
+            raise OptionError(f"--start {self.start:g} is past the end of {info.path} ({info.duration:.1f} s long): "
+                              f"nothing would be edited")
+
+    def weight(self, t: float) -> float:
+        """How much of the change applies at time t: 0 outside [start, end], ramping linearly at the ends."""
+        w = 1.0
+        if self.start is not None:
+            w = min(w, np.clip((t - self.start) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t >= self.start))
+        if self.end is not None:
+            w = min(w, np.clip((self.end - t) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t <= self.end))
+        return float(w)
+
+
+@dataclass(frozen=True)
 class ExpressionTarget:
     """Target AUs as a function of the source's AUs and time. ``edits`` may be given as ``AUEdit``s or as text
     ('AU12=+1.5'); the preset's name is normalised. Raises an OptionError (AUError, PresetError) for a value that
@@ -69,32 +114,19 @@ class ExpressionTarget:
         if self.preset is not None:
             object.__setattr__(self, "preset", check_preset(self.preset))
         check_strength(self.strength)
-        for name in ("start", "end", "ramp"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value >= 0):
-                raise OptionError(f"--{name} takes seconds, 0 or more, not {value:g}")
-        if self.start is not None and self.end is not None and self.end <= self.start:
-            raise OptionError(f"--start {self.start:g} is not before --end {self.end:g}: no time is left to edit")
+        self.time_range  # an OptionError for a range that cannot work
+
+    @cached_property  # weighed every frame
+    def time_range(self) -> TimeRange:
+        return TimeRange(self.start, self.end, self.ramp)
 
     def check_fits(self, info: VideoInfo) -> None:
-        """OptionError where the time range cannot apply to the input: a still image has no time, and an edit
-        that starts at or after the clip's end would change nothing."""
-        if self.start is None and self.end is None:
-            return
-        if info.is_image:
-            raise OptionError(f"--start/--end choose a time range of a video; {info.path} is a still image")
-        if self.start is not None and info.duration is not None and self.start >= info.duration:
-            raise OptionError(f"--start {self.start:g} is past the end of {info.path} ({info.duration:.1f} s long): "
-                              f"nothing would be edited")
+        """OptionError where the time range cannot apply to the input (``TimeRange.check_fits``)."""
+        self.time_range.check_fits(info)
 
     def weight(self, t: float) -> float:
-        """How much of the edit applies at time t: 0 outside [start, end], ramping linearly at the ends."""
-        w = 1.0
-        if self.start is not None:
-            w = min(w, np.clip((t - self.start) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t >= self.start))
-        if self.end is not None:
-            w = min(w, np.clip((self.end - t) / self.ramp + 1.0, 0.0, 1.0) if self.ramp > 0 else float(t <= self.end))
-        return float(w)
+        """How much of the edit applies at time t (``TimeRange.weight``)."""
+        return self.time_range.weight(t)
 
     def __call__(self, source: np.ndarray, t: float) -> np.ndarray:
         goal = source.astype(np.float32).copy()

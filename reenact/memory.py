@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from reenact.face.align import FACE_OVAL
 from reenact.face.aus import AU_NAMES
 from reenact.model.coords import normalise
 from reenact.model.networks import GAP_CONTOURS, MOUTH
@@ -345,7 +346,12 @@ class MemoryCompositor:
             if whole:  # past the lips' old edges, which the warp left beside the new ones
                 grow = 2 * int(np.ceil(_LIPS_GROWN * (x1 - x0) / (1 + 2 * _MARGIN))) + 1
                 mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow)))
-            mask = cv2.GaussianBlur(mask, (0, 0), _FEATHER)
+            # Inside the face only: on a turned head a mouth's corner comes near the face's edge, and a remembered
+            # closed mouth, lips grown, put the background of its own frame on the cheek's edge (a blue smear on a
+            # three-quarter `PC-AVS` face) and took its colour match from that background (orange lips).
+            face = np.zeros_like(mask)
+            cv2.fillPoly(face, [np.round(local[list(FACE_OVAL)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+            mask = cv2.GaussianBlur(mask * face, (0, 0), _FEATHER)
             mask *= strength * share
             # Nothing outside the part's box (the feather's tail past it is cut).
             mask[: y0 - ry0], mask[y1 - ry0:], mask[:, : x0 - rx0], mask[:, x1 - rx0:] = 0.0, 0.0, 0.0, 0.0
@@ -359,8 +365,10 @@ class MemoryCompositor:
                 if old_layer is not None:
                     layer += (old_layer - layer) * (frames / (_FADE_FRAMES + 1))
                 self._leaving[name] = (old, frames - 1) if frames > 1 else None
+            layer, shown = layer[..., :3], layer[..., 3]
+            mask *= np.clip(shown * (1 / 255), 0.0, 1.0)
             under = out[region].astype(np.float32)
-            layer = _colour_matched(layer, under, mask)
+            layer = _colour_matched(layer, under, mask, face)
             under += (layer - under) * mask[..., None]
             out[region] = np.clip(under + 0.5, 0, 255).astype(np.uint8)
             replaced[region] = np.maximum(replaced[region], mask)
@@ -369,7 +377,8 @@ class MemoryCompositor:
 
 def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int, int], whole: bool = False,
             ) -> np.ndarray | None:
-    """The entry's patch warped into an image of ``shape`` (width, height; float32) by the affine map that best
+    """The entry's patch warped into an image of ``shape`` (width, height; float32: RGB, then 255 where the patch
+    showed the face, inside its face oval, and 0 where its background) by the affine map that best
     takes its part's edges onto ``points`` (in that image's pixels): for the mouth, the inner lip lines, which bound
     what is blended in (fitted on the outer lines too, the entry's own lower lip showed inside a wider target mouth, a
     second lip above the moved one), or for a whole mouth all four; for an eye, its lids with the lines around
@@ -377,8 +386,12 @@ def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int,
     matrix = fitted_affine(entry.points, points, _points(part) if whole else fit_points(part))
     if matrix is None:
         return None
-    return cv2.warpAffine(entry.patch.astype(np.float32), matrix, shape, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    # A fourth channel says where the patch showed the face (inside its frame's face oval): the rest is its
+    # background, which the blend leaves out.
+    face = np.zeros(entry.patch.shape[:2], np.float32)
+    cv2.fillPoly(face, [np.round(entry.points[list(FACE_OVAL)] * 16).astype(np.int32)], 255.0, cv2.LINE_AA, shift=4)
+    planes = np.concatenate([entry.patch.astype(np.float32), face[..., None]], axis=-1)
+    return cv2.warpAffine(planes, matrix, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fit_points(part: int) -> list[int]:
@@ -394,11 +407,11 @@ def fitted_affine(source: np.ndarray, target: np.ndarray, index: list[int]) -> n
     return matrix.T if np.all(np.isfinite(matrix)) else None
 
 
-def _colour_matched(layer: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``layer`` with its per-channel gain matched to ``image`` on a ring just outside ``mask``: the entry under the
-    frame's light and colour now."""
+def _colour_matched(layer: np.ndarray, image: np.ndarray, mask: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """``layer`` with its per-channel gain matched to ``image`` on a ring just outside ``mask`` and inside ``face``:
+    the entry under the frame's light and colour now."""
     near = (mask > 0.02).astype(np.uint8)
-    ring = cv2.dilate(near, _RING_KERNEL) - near
+    ring = (cv2.dilate(near, _RING_KERNEL) - near) * (face > 0.5).astype(np.uint8)
     if cv2.countNonZero(ring) < 10:
         return layer
     gain = np.array(cv2.mean(image, ring)[:3]) / np.maximum(np.array(cv2.mean(layer, ring)[:3]), 1.0)

@@ -67,6 +67,16 @@ class VideoInfo:
     has_audio: bool
     audio_codec: str | None
     is_image: bool  # a still image opened as a 1-frame video
+    # The frames' own timestamps do not advance (a clip cut without them: every frame at 0), so they are timed by
+    # their order at the stream's nominal rate (``fps``, ``duration`` and the frames' ``pts`` alike).
+    retimed: bool = False
+
+    def timing_warning(self) -> str | None:
+        """The warning for a clip whose frames were timed by their order, or None."""
+        if not self.retimed:
+            return None
+        return (f"{self.path}: its frames' timestamps do not advance (a cut that did not set them?); its "
+                f"{self.frame_count} frames are timed by their order at {float(self.fps):g} fps")
 
 
 @dataclass
@@ -184,13 +194,21 @@ def probe(path: StrPath) -> VideoInfo:
             duration: float | None = float(stream.duration * time_base)
         else:
             duration = container.duration / av.time_base if container.duration else None
+        frame_count = 1 if is_image else (stream.frames or None)
+        fps = stream.average_rate or None
+        nominal = stream.guessed_rate or stream.codec_context.framerate
+        # Frames packed more than twice as densely as the stream's nominal rate: their timestamps are broken.
+        retimed = bool(frame_count and frame_count > 1 and nominal and duration is not None
+                       and duration < 0.5 * (frame_count - 1) / float(nominal))
+        if retimed:
+            fps, duration = Fraction(nominal), float(frame_count / Fraction(nominal))
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
             path=path,
             width=width,
             height=height,
-            frame_count=1 if is_image else (stream.frames or None),
-            fps=stream.average_rate or None,
+            frame_count=frame_count,
+            fps=fps,
             time_base=time_base,
             rotation=rotation,
             duration=duration,
@@ -199,6 +217,7 @@ def probe(path: StrPath) -> VideoInfo:
             # An audio stream FFmpeg cannot decode has no codec context: its codec is unknown, not an error.
             audio_codec=audio.codec_context.name if audio is not None and audio.codec_context is not None else None,
             is_image=is_image,
+            retimed=retimed,
         )
 
 
@@ -231,6 +250,8 @@ class VideoReader:
                     count += 1
                     continue
                 pts = vf.pts if vf.pts is not None else vf.dts
+                if info.retimed:
+                    pts = round(count / (info.fps * info.time_base))
                 image = _rotate(vf.to_ndarray(format="rgb24"), info.rotation)
                 yield Frame(index=count, pts=pts, time_base=info.time_base, image=image)
                 count += 1

@@ -156,6 +156,26 @@ def test_a_time_range_leaves_the_rest_alone(grid_clip: Path, tmp_path: Path) -> 
     assert max(inside) < np.median(outside) - 6  # clearly edited inside the range
 
 
+def test_a_transfer_time_range_leaves_the_rest_alone(grid_clip: Path, shared_data: Path, tmp_path: Path) -> None:
+    """``transfer --start/--end`` (a new user wanted to try a transfer on part of a clip): the source changes only
+    inside the range, where the driving clip starts; a still source has no time range."""
+    driving = shared_data / "train" / "video-retalking" / "3.mp4"
+    plain, ranged = tmp_path / "plain.mp4", tmp_path / "ranged.mp4"
+    assert run_cli("edit", grid_clip, "-o", plain, "--au", "AU12=+0").returncode == 0
+    result = run_cli("transfer", grid_clip, driving, "-o", ranged, "--start", "1.0", "--end", "2.0")
+    assert result.returncode == 0, result.stderr
+    with VideoReader(plain) as a, VideoReader(ranged) as b:
+        diffs = [(fa.time, psnr(fa.image, fb.image)) for fa, fb in zip(a, b, strict=True)]
+    outside = [p for t, p in diffs if t < 0.6 or t > 2.4]
+    inside = [p for t, p in diffs if 1.1 < t < 1.9]
+    assert min(outside) > 38
+    assert max(inside) < np.median(outside) - 6
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.zeros((64, 64, 3), np.uint8))
+    refused = run_cli("transfer", still, driving, "-o", tmp_path / "still.mp4", "--start", "1")
+    assert refused.returncode == 2 and "still image" in refused.stderr
+
+
 def test_transfer_animates_a_still_image_along_the_driving_clip(astronaut_png: Path, grid_clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "animated.mp4"
     result = run_cli("transfer", astronaut_png, grid_clip, "-o", out)

@@ -423,3 +423,39 @@ def test_a_text_file_is_not_taken_for_a_video(tmp_path: Path) -> None:
     result = run_cli("au", notes, "-o", tmp_path / "aus.csv")
     one_error_line(result, 1, "notes.txt: not a video or image file")
     nothing_at(tmp_path / "aus.csv")
+
+
+# --- a clip cut without timestamps ---------------------------------------------------------------------------------
+
+
+def test_a_driving_clip_cut_without_timestamps_is_timed_by_its_frames(shared_data: Path, tmp_path: Path) -> None:
+    """A new user cut a driving clip with PyAV and set no timestamps: every frame was stamped 0, and the transfer
+    animated nothing, silently (the whole driver fell within the source's first frame). Its frames are now timed by
+    their order at the stream's rate, with one warning, and drive the source as the same clip properly timed does."""
+    timed = cut(shared_data / "train" / "grid_s1" / "bbaf4p.mp4", tmp_path / "timed.mp4", 1.0)
+    stamped_0 = tmp_path / "stamped_0.mp4"
+    with av.open(str(timed)) as source, av.open(str(stamped_0), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        for frame in source.decode(video=0):
+            copy = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+            copy.pts = 0
+            for packet in stream.encode(copy):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert len(set(frame_times(stamped_0))) == 1  # the user's clip, as made
+    source = cut(shared_data / "train" / "grid_s1" / "bbaf2n.mp4", tmp_path / "source.mp4", 1.0)
+    outputs = {}
+    for driver in (timed, stamped_0):
+        outputs[driver] = tmp_path / f"by_{driver.stem}.mp4"
+        result = run_cli("transfer", source, driver, "-o", outputs[driver])
+        assert result.returncode == 0, result.stderr
+        warned = [line for line in result.stderr.splitlines() if "timestamps do not advance" in line]
+        assert len(warned) == (driver == stamped_0), result.stderr
+    by_timed, by_stamped = ([f.to_ndarray(format="rgb24").astype(int) for f in av.open(str(p)).decode(video=0)]
+                            for p in outputs.values())
+    assert len(by_timed) == len(by_stamped) == 25
+    moved = np.mean([np.abs(a - by_timed[0]).mean() for a in by_timed[10:]])  # the driver's speech shows
+    apart = np.mean([np.abs(a - b).mean() for a, b in zip(by_timed, by_stamped)])
+    assert apart < 0.2 * moved, (apart, moved)

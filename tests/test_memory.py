@@ -491,3 +491,29 @@ def test_a_laughing_drivers_lids_are_the_speakers_own_not_his_lashes_drawn_out(s
             assert found is not None
             streaks.append(lid_streaks(frames[i], found.xy))
     assert np.mean(streaks) < 0.5
+
+
+def test_a_remembered_mouth_on_a_turned_head_keeps_to_the_face_and_its_colour(shared_data: Path,
+                                                                             tmp_path: Path) -> None:
+    """A three-quarter face (`PC-MattDamon`) driven by `ST-furious`, whose lips press shut: the memory put in the
+    speaker's own closed mouth, lips grown, whose box reached past the cheek's edge. It brought its own frame's
+    background onto the cheek (a blue-grey smear) and took its colour match from the background there (orange lips:
+    ``lip_tint`` 1.09-1.13 times the source's). Now the blend and its colour ring keep inside both faces."""
+    sys.path.insert(0, str(PROBES))
+    from artefacts import lip_tint
+
+    source = shared_data / "train" / "talking-face_pc-avs" / "00010.mp4"
+    out = tmp_path / "furious.mp4"
+    result = run_cli("transfer", source, shared_data / "train" / "styletalk" / "furious_talk2_clip1.mp4", "-o", out)
+    assert result.returncode == 0, result.stderr
+    with VideoReader(source) as reader:
+        sources = [frame.image for frame in reader][:8]
+    with VideoReader(out) as reader:
+        outputs = [frame.image for frame in reader][:8]
+    tints = []
+    with FaceTracker(video_mode=False) as tracker:
+        for i in (2, 3, 4, 5):  # the driver's lips pressed: the speaker's own closed mouth is put in
+            before, after = tracker(sources[i], 0.0), tracker(outputs[i], 0.0)
+            assert before is not None and after is not None
+            tints.append(lip_tint(outputs[i], after.xy) / lip_tint(sources[i], before.xy))
+    assert max(tints) < 1.04, tints

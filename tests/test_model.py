@@ -69,11 +69,17 @@ def test_the_default_model_moves_the_mouth_corners_for_a_smile() -> None:
 def test_flow_convention_is_backward_in_normalised_units() -> None:
     """A constant flow of +2 pixels in x shows each pixel's right neighbour's right neighbour."""
     size = 32
-    image = torch.arange(size, dtype=torch.float32).repeat(size, 1)[None, None]  # value = x
+    image = torch.arange(size, dtype=torch.float32).repeat(size, 1)[None, None] / size  # value = x / size
     flow = torch.zeros(1, 2, 8, 8)
     flow[:, 0] = 2 * 2 / size  # 2 pixels in normalised units
     warped = warp(image, flow)
-    assert torch.allclose(warped[0, 0, :, 4:20], image[0, 0, :, 6:22], atol=1e-4)
+    assert torch.allclose(warped[0, 0, :, 4:20], image[0, 0, :, 6:22], atol=1e-5)
+    # Half a pixel: bicubic, a ramp is read exactly in between; the warp stays inside [0, 1] at a hard edge.
+    flow[:, 0] = 0.5 * 2 / size
+    assert torch.allclose(warp(image, flow)[0, 0, :, 4:20], image[0, 0, :, 4:20] + 0.5 / size, atol=1e-5)
+    edge = (torch.arange(size) >= size // 2).float().repeat(size, 1)[None, None]
+    stepped = warp(edge, flow)
+    assert stepped.min() == 0.0 and stepped.max() == 1.0 and 0 < stepped[0, 0, 0, size // 2 - 1] < 1
 
 
 def test_landmark_loss_is_zero_for_the_exact_motion() -> None:
@@ -506,12 +512,14 @@ def test_targets_set_add_preset_and_ramp() -> None:
 
 
 def test_a_preset_takes_away_what_contradicts_it_and_keeps_speech() -> None:
-    """A smiling, talking face made sad loses its smile but keeps its mouth's opening; a frowning one made happy
-    loses its frown."""
+    """A smiling, talking face made sad or surprised loses its smile but keeps its mouth's opening (surprised opens
+    it further); a frowning one made happy loses its frown."""
     face = dict.fromkeys(AU_NAMES, 0.5) | {"AU12": 3.0, "AU25": 2.0, "AU26": 1.5, "AU04": 2.0}
     source = np.array([face[name] for name in AU_NAMES], np.float32)
     sad, happy = (dict(zip(AU_NAMES, ExpressionTarget(preset=p)(source, 0.0))) for p in ("sad", "happy"))
     assert sad["AU12"] == 0.0 and sad["AU15"] == 2.5 and (sad["AU25"], sad["AU26"]) == (2.0, 1.5)
+    surprised = dict(zip(AU_NAMES, ExpressionTarget(preset="surprised")(source, 0.0)))
+    assert surprised["AU12"] == surprised["AU06"] == surprised["AU04"] == 0.0 and surprised["AU26"] == 3.0
     assert happy["AU04"] == 0.0 and happy["AU12"] == 3.0 and happy["AU26"] == 1.5
     assert happy["AU25"] == 2.0  # the face's own: happy leaves the lips to speech
     wider = dict(zip(AU_NAMES, ExpressionTarget(preset="happy", strength=2.0)(source + 1.0, 0.0)))

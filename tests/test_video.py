@@ -283,6 +283,22 @@ def test_variable_frame_rate_stays_variable(tmp_path: Path) -> None:
     assert [t[0] for t in timing_of(out)] == [f.pts for f in source]
 
 
+def test_a_clip_without_timestamps_is_timed_by_its_frames(tmp_path: Path) -> None:
+    """A clip written with every frame at 0 (a script that set no timestamps) reads as frames at the stream's rate,
+    and says so; a copy of it has proper timestamps. A clip with real ones, variable included, is read as it is."""
+    clip = make_clip(tmp_path / "zero.mp4", pts=[0] * 12)
+    info = probe(clip)
+    assert info.retimed and info.fps == 25 and info.duration == pytest.approx(12 / 25)
+    assert "timestamps do not advance" in info.timing_warning() and "25 fps" in info.timing_warning()
+    assert [f.time for f in read_all(clip)] == pytest.approx([i / 25 for i in range(12)])
+    copy_through(clip, tmp_path / "copy.mp4")
+    assert not probe(tmp_path / "copy.mp4").retimed
+    assert [t for _, t in timing_of(tmp_path / "copy.mp4")] == pytest.approx([i / 25 for i in range(12)])
+    vfr = make_clip(tmp_path / "vfr.mp4", n=6, pts=[0, 40, 60, 130, 163, 208], time_base=Fraction(1, 1000))
+    assert not probe(vfr).retimed and probe(vfr).timing_warning() is None
+    assert [f.time for f in read_all(vfr)] == pytest.approx([0, 0.04, 0.06, 0.13, 0.163, 0.208])
+
+
 @needs_rotation
 @pytest.mark.parametrize(
     ("rotation", "red_at"),

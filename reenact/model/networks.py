@@ -417,12 +417,16 @@ def identity_grid(size: int, batch: int, device: torch.device, dtype: torch.dtyp
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp ``image`` (B, C, H, W) by ``flow`` (B, 2, h, w), upsampled to the image's size."""
+    """Backward-warp ``image`` (B, C, H, W) in [0, 1] by ``flow`` (B, 2, h, w), upsampled to the image's size.
+
+    Bicubic, clamped to [0, 1] (its overshoot at hard edges): the warp moves nearly every face pixel by a fraction of
+    a pixel, and bilinear sampling there blurs the finest detail (a 138-pixel face made happy kept 0.71 of its
+    sharpness bilinear, 0.88 bicubic; ``probes/sharpness.py``)."""
     b, _, h, w = image.shape
     if flow.shape[-2:] != (h, w):
         flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
     grid = identity_grid(h, b, image.device, image.dtype) + flow.permute(0, 2, 3, 1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(image, grid, mode="bicubic", padding_mode="border", align_corners=False).clamp(0, 1)
 
 
 REGION_SIGMA = 0.06  # how far (normalised units) a region's weight spreads from its landmarks into the texture gate

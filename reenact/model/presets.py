@@ -8,7 +8,8 @@ from reenact.face.aus import AU_NAMES
 # Each preset raises its prototype's AUs to at least their level (``ExpressionTarget``: a face showing more keeps its
 # own) and sets to 0 the AUs that contradict it, so that it reads as that emotion on a face that shows another one:
 # a smile under sad, angry, disgusted or fearful (on the README's smiling astronaut, sad, disgusted and fearful kept
-# her smile), a frown under happy or surprised, raised brows under angry. AUs of neither kind, speech's above all
+# her smile), a smile under surprised too (her toothy smile with raised brows still read as happy; its cheeks and
+# squint go with it, against surprise's wide eyes), a frown under happy or surprised, raised brows under angry. AUs of neither kind, speech's above all
 # (lips part, jaw drop), keep the face's own values: happy does not part the lips (at 1.0 it held a talking GRID
 # speaker's lips apart in every frame), so a closed mouth smiles closed and a talking one goes on. Angry leaves out
 # EMFACS's lip tightener (AU23): reenact reads AU23 from MediaPipe's press, pucker, funnel and roll shapes, which
@@ -17,7 +18,8 @@ from reenact.face.aus import AU_NAMES
 PRESETS: dict[str, dict[str, float]] = {
     "happy": {"AU04": 0.0, "AU06": 2.5, "AU12": 3.0, "AU15": 0.0},
     "sad": {"AU01": 2.5, "AU04": 2.0, "AU12": 0.0, "AU15": 2.5, "AU17": 1.0},
-    "surprised": {"AU01": 3.0, "AU02": 3.0, "AU04": 0.0, "AU05": 2.5, "AU25": 2.5, "AU26": 3.0},
+    "surprised": {"AU01": 3.0, "AU02": 3.0, "AU04": 0.0, "AU05": 2.5, "AU06": 0.0, "AU12": 0.0, "AU25": 2.5,
+                  "AU26": 3.0},
     "angry": {"AU01": 0.0, "AU02": 0.0, "AU04": 3.0, "AU05": 1.5, "AU07": 2.5, "AU12": 0.0},
     "disgusted": {"AU09": 2.5, "AU10": 2.5, "AU12": 0.0, "AU15": 1.5, "AU17": 1.0},
     "fearful": {"AU01": 2.5, "AU02": 2.0, "AU04": 1.5, "AU05": 3.0, "AU12": 0.0, "AU20": 2.5, "AU25": 2.0, "AU26": 1.5},
