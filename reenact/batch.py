@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from reenact import api
 from reenact.errors import InputError, OptionError, ReenactError
+from reenact.expression import TimeRange
 from reenact.progress import JobProgress
 from reenact.files import atomic_output
 from reenact.video import check_output_path
@@ -51,7 +52,8 @@ FIELDS: dict[str, str] = {
               "an image stays an image)",
     "au": "edit: AU12=2.5 sets, AU12=+1.5 adds; a list, or ';'-separated",
     "preset": "edit: happy, sad, surprised, angry, disgusted, fearful or neutral, optionally :strength",
-    "start": "edit: seconds", "end": "edit: seconds", "ramp": "edit: seconds of fade at start and end",
+    "start": "seconds (a transfer's driving clip starts there)", "end": "seconds",
+    "ramp": "seconds of fade at start and end",
     "mode": "transfer: relative (default) or absolute",
     "au_scale": "transfer: scale of the transferred AUs",
     "aus": "transfer: only these AUs (a list, or ';'/','-separated)",
@@ -60,7 +62,7 @@ FIELDS: dict[str, str] = {
     "model": "generator name or path", "crf": "encoder quality", "encoder_preset": "encoder speed",
     "codec": "video codec",
 }  # fmt: skip
-_EDIT_ONLY = frozenset({"au", "preset", "start", "end", "ramp"})
+_EDIT_ONLY = frozenset({"au", "preset"})
 _TRANSFER_ONLY = frozenset({"driving", "mode", "au_scale", "aus", "audio", "pose"})
 _OPS = ("edit", "transfer")
 _IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})  # kept as images; any other input gives an .mp4
@@ -91,6 +93,7 @@ class BatchJob:
     aus: tuple[str, ...] | None = None
     audio: Literal["source", "driving", "none"] | None = None
     pose: bool = False  # transfer: follow the driving head's turns
+    time_range: TimeRange = TimeRange()  # transfer (an edit's is its target's)
     generator: api.GeneratorOptions = api.GeneratorOptions()
     tracking: api.TrackingOptions = api.TrackingOptions()
     encode: api.EncodeOptions = api.EncodeOptions()
@@ -387,7 +390,8 @@ def _parse_row(
     scale = _options(fields, au_scale=("au_scale", float)).get("au_scale", 1.0)
     driving = _existing(base, fields, "driving")
     return BatchJob(index, name, op, driving=driving, relative=mode == "relative", au_scale=scale, aus=aus,
-                    audio=audio, pose=_yes_no(fields.get("pose"), "pose"), **common)  # type: ignore[arg-type]
+                    audio=audio, pose=_yes_no(fields.get("pose"), "pose"), time_range=TimeRange(**_times(fields)),
+                    **common)  # type: ignore[arg-type]
 
 
 def _yes_no(value: Any, field: str) -> bool:
@@ -447,8 +451,12 @@ def _target(fields: Mapping[str, Any]) -> ExpressionTarget:
     if not edits and preset is None:
         raise ValueError("nothing to edit: give au and/or preset")
     name, strength = parse_preset(preset) if preset else (None, 1.0)
-    times = _options(fields, start=("start", float), end=("end", float), ramp=("ramp", float))
-    return ExpressionTarget(edits, name, strength, **times)
+    return ExpressionTarget(edits, name, strength, **_times(fields))
+
+
+def _times(fields: Mapping[str, Any]) -> dict[str, float]:
+    """A job's time range as keyword arguments (``start``, ``end``, ``ramp``)."""
+    return _options(fields, start=("start", float), end=("end", float), ramp=("ramp", float))
 
 
 # --------------------------------------------------------------------------- running
@@ -665,7 +673,8 @@ def _run_job_here(job: BatchJob) -> JobResult:
             done = api.edit_expression(job.input, job.output, job.target, generator, job.tracking, job.encode)
         else:
             done = api.transfer_expression(job.input, job.driving, job.output, job.relative, job.au_scale, job.aus,
-                                           job.audio, generator, job.tracking, job.encode, follow_pose=job.pose)
+                                           job.audio, generator, job.tracking, job.encode, follow_pose=job.pose,
+                                           time_range=job.time_range)
     except (ReenactError, OSError, ValueError) as e:
         error = str(e)
     except Exception as e:  # a bug or an odd file: reported with its type, the batch goes on

@@ -17,6 +17,7 @@ import pytest
 from reenact import cli
 from reenact.batch import read_jobs, run_batch
 from reenact.editing import AUEdit, ExpressionTarget
+from reenact.expression import TimeRange
 from reenact.errors import ReenactError
 from reenact.video import VideoReader, probe
 
@@ -87,6 +88,12 @@ def test_csv_yaml_and_json_job_files_give_the_same_jobs(tmp_path: Path) -> None:
     assert (transfer.op, transfer.driving) == ("transfer", tmp_path / "d.mp4")
     assert (transfer.relative, transfer.au_scale) == (False, 0.7)
     assert (transfer.aus, transfer.audio, transfer.generator.model) == (("AU12", "AU25"), "none", "other")
+    assert transfer.time_range == TimeRange()
+    (tmp_path / "r.yaml").write_text("- {op: transfer, input: clips/a.mp4, driving: d.mp4, start: 1, end: 2.5}\n"
+                                     "- {op: transfer, input: clips/a.mp4, driving: d.mp4, start: 2, end: 1}\n")
+    ranged, backwards = read_jobs(tmp_path / "r.yaml", out)
+    assert ranged.time_range == TimeRange(1.0, 2.5) and ranged.error is None  # a transfer's range, as --start/--end
+    assert "is not before --end" in backwards.error
     # Without an output, a transfer is named after both clips.
     (tmp_path / "t.yaml").write_text("- {op: transfer, input: b.png, driving: d.mp4}\n")
     assert read_jobs(tmp_path / "t.yaml", out)[0].name == "b_d.mp4"
