@@ -185,7 +185,7 @@ def _add_expression(parser, ramp: float | None) -> None:
     parser.add_argument("--start", type=float, metavar="SECONDS", help="edit from this time (ramped in; a video's)")
     parser.add_argument("--end", type=float, metavar="SECONDS", help="edit until this time (ramped out), after --start")
     parser.add_argument("--ramp", type=float, default=ramp, metavar="SECONDS",
-                        help="ramp length at --start/--end (default 0.3)")
+                        help="fade length before --start and after --end (default 0.3)")
 
 
 def _add_generator(parser: argparse.ArgumentParser,
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--motion", choices=("landmarks", "aus"),
                           help="landmarks (default): move the face as the driving face's landmarks moved, "
                                "retargeted to the source's proportions; aus: draw the driving face's AU readings with "
-                               "the model's motion (the default for a still driving image, with --mode absolute)")
+                               "the model's motion (how a still driving image is carried: it needs --mode absolute)")
     transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred motion (default 1)")
     transfer.add_argument("--aus", type=_checked(_au_list), metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a video source changes from this time, where the driving clip starts (ramped in)")
     transfer.add_argument("--end", type=float, metavar="SECONDS", help="... until this time (ramped out), after --start")
     transfer.add_argument("--ramp", type=float, default=0.3, metavar="SECONDS",
-                          help="ramp length at --start/--end (default 0.3)")
+                          help="fade length before --start and after --end (default 0.3)")
     _add_generator(transfer, edits=False)
     _add_tracking(transfer)
     _add_encoding(transfer)
@@ -551,8 +551,8 @@ def _run(args: argparse.Namespace) -> None:
     if not args.quiet:
         speed = f", {report.fps:.1f} fps" if report.frames > 1 else ""
         print(
-            f"{report.output}: {report.frames} frames, face in {report.faces_found} "
-            f"({report.frames_without_face} without){speed}",
+            f"{report.output}: {report.frames} frame{'s' if report.frames != 1 else ''}, face in "
+            f"{report.faces_found} ({report.frames_without_face} without){speed}",
             file=sys.stderr,
         )
 

@@ -272,6 +272,25 @@ def test_a_closed_eye_gets_a_lid_and_a_lash_line() -> None:
     assert not bool(run(0.3)["painted"].any())
 
 
+def test_a_mouth_the_source_shows_open_gets_a_cavity_under_its_own_teeth_not_a_second_row() -> None:
+    """The new band of a mouth opened further: under a closed source mouth, upper teeth below the upper lip and a
+    cavity; under a mouth the source already shows open (its own teeth move with the lip), the cavity alone (teeth
+    painted there stood below a smiling still's own as a second, grey slab)."""
+    from reenact.model.paint import paint_mouth_interior
+
+    size = 64
+    image = torch.full((1, 3, size, size), 0.6)
+    landmarks = torch.zeros(1, 478, 2)  # the cheeks' colour is read there: 0.6
+    upper, lower = torch.full((1, size), -0.3), torch.full((1, size), 0.3)  # the lips' inner edges, landed
+    ends = torch.tensor([[-0.5, 0.5]])  # a mouth half the crop wide
+    for held, teeth in ((0.0, True), (0.05, False)):  # the source's half-gap: shut, or open 0.1 of the mouth's width
+        out, painted = paint_mouth_interior(image, image, landmarks, upper, lower, torch.full((1, size), held), ends)
+        band = painted[0, 0] > 0.99
+        assert int(band.sum()) > 100
+        assert bool((out[0, :, band].mean(0) > 0.62).any()) == teeth, held  # teeth: a little brighter than skin
+        assert bool((out[0, :, band].mean(0) < 0.3).any())  # the cavity either way
+
+
 def test_an_upper_lid_brought_far_down_is_painted_to_its_edge() -> None:
     """An upper lid brought 0.85 of the way down a wide-open eye: the warp alone drew its lashes out over the eye (a
     streaked band); it is painted down to its own edge, with the lash line there, and the eye left open below it is

@@ -6,7 +6,8 @@ A warp can only move what the face shows.
   gap, which read as a pink or tall-toothed mouth. With the mouth remapped rigidly (``close_gaps(...,
   rigid_mouth=True)``: the upper half of what the source shows moves with the upper lip, the lower half with the
   lower lip), the band between them is new, and it is painted: a dark cavity, the upper teeth under the upper lip
-  and a fainter edge of lower teeth above the lower lip.
+  and a fainter edge of lower teeth above the lower lip; where the source's mouth was already open (its own teeth
+  or dark moving with the lips), the cavity alone.
 - Closing an eye squeezed the eye to nothing and stretched the lashes and the crease down over it: a grey smear
   that reenact's reader took for a half-open eye (a +3 blink read as 0.39 of the request). Where the lids meet,
   the lid is painted in the skin colour just below the eye, shaded a little towards a dark lash line where the lids
@@ -35,6 +36,10 @@ UPPER_TEETH = 0.2  # how far the upper teeth show below the upper lip, as a shar
 LOWER_TEETH = 0.1  # the lower teeth's edge above the lower lip, likewise
 UPPER_SHARE, LOWER_SHARE = 0.6, 0.3  # at most these shares of the gap's height
 FULL_OPENING = 0.06  # a new band this tall (a share of the mouth's width) is painted in full, a narrower one less
+# A source mouth open by this much at a column (its half-gap, a share of the mouth's width) already shows what lies
+# under its lips, teeth or dark, and that moves with them: the new band between is cavity. Teeth painted there too
+# stood below a smiling still's own teeth as a second, grey slab (a laughing driver onto `KatieHill`).
+SHOWN = 0.03
 
 
 def skin_colour(crop: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
@@ -88,10 +93,11 @@ def paint_mouth_interior(image: torch.Tensor, crop: torch.Tensor, landmarks: tor
     teeth = (luminance[:, None] * skin.new_tensor(TEETH)).clamp(max=0.95)[:, :, None, None]
     teeth = teeth * (0.75 + 0.25 * (1 - (u - 0.5).abs() / 0.4).clamp(0, 1))[:, None]
     gap = low - up
+    unshown = 1 - (held[:, None] / (SHOWN * width[:, None])).clamp(0, 1)  # (B, 1, W)
     upper_band = (((UPPER_TEETH * width[:, None]).minimum(UPPER_SHARE * gap) - (y - up)) / px).clamp(0, 1)
-    upper_band = upper_band * _within(u, 0.22, 0.12)
+    upper_band = upper_band * _within(u, 0.22, 0.12) * unshown
     lower_band = 0.6 * (((LOWER_TEETH * width[:, None]).minimum(LOWER_SHARE * gap) - (low - y)) / px).clamp(0, 1)
-    lower_band = lower_band * _within(u, 0.18, 0.12)
+    lower_band = lower_band * _within(u, 0.18, 0.12) * unshown
     layer = torch.lerp(cavity, teeth, upper_band[:, None])
     layer = torch.lerp(layer, teeth * 0.8, lower_band[:, None])
     return _paint_rows(image, layer, alpha[:, None], first, last)
