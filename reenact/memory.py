@@ -16,6 +16,7 @@ a steady edit keeps a still mouth, and where it does change, the entry left fade
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -104,6 +105,15 @@ class MemoryEntry:
     time: float
     aus: np.ndarray | None = None  # (17,) the frame's AUs, where it was observed with them
     pitch: float | None = None  # the head's pitch in degrees, where it was observed with its pose
+
+    @cached_property  # once an entry, not once a frame it is put in
+    def planes(self) -> np.ndarray:
+        """(h, w, 4) float32: the patch's RGB, then 255 where it showed the face (inside its frame's face oval) and 0
+        where its background, which a blend leaves out."""
+        face = np.zeros(self.patch.shape[:2], np.float32)
+        cv2.fillPoly(face, [np.round(self.points[list(FACE_OVAL)] * 16).astype(np.int32)], 255.0, cv2.LINE_AA,
+                     shift=4)
+        return np.concatenate([self.patch.astype(np.float32), face[..., None]], axis=-1)
 
 
 @dataclass
@@ -377,8 +387,8 @@ class MemoryCompositor:
 
 def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int, int], whole: bool = False,
             ) -> np.ndarray | None:
-    """The entry's patch warped into an image of ``shape`` (width, height; float32: RGB, then 255 where the patch
-    showed the face, inside its face oval, and 0 where its background) by the affine map that best
+    """The entry's ``planes`` (RGB, and where it showed the face) warped into an image of ``shape`` (width, height;
+    float32) by the affine map that best
     takes its part's edges onto ``points`` (in that image's pixels): for the mouth, the inner lip lines, which bound
     what is blended in (fitted on the outer lines too, the entry's own lower lip showed inside a wider target mouth, a
     second lip above the moved one), or for a whole mouth all four; for an eye, its lids with the lines around
@@ -386,12 +396,7 @@ def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int,
     matrix = fitted_affine(entry.points, points, _points(part) if whole else fit_points(part))
     if matrix is None:
         return None
-    # A fourth channel says where the patch showed the face (inside its frame's face oval): the rest is its
-    # background, which the blend leaves out.
-    face = np.zeros(entry.patch.shape[:2], np.float32)
-    cv2.fillPoly(face, [np.round(entry.points[list(FACE_OVAL)] * 16).astype(np.int32)], 255.0, cv2.LINE_AA, shift=4)
-    planes = np.concatenate([entry.patch.astype(np.float32), face[..., None]], axis=-1)
-    return cv2.warpAffine(planes, matrix, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(entry.planes, matrix, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fit_points(part: int) -> list[int]:

@@ -9,12 +9,13 @@ from reenact.face.aus import AU_NAMES
 # own) and sets to 0 the AUs that contradict it, so that it reads as that emotion on a face that shows another one:
 # a smile under sad, angry, disgusted or fearful (on the README's smiling astronaut, sad, disgusted and fearful kept
 # her smile), a smile under surprised too (her toothy smile with raised brows still read as happy; its cheeks and
-# squint go with it, against surprise's wide eyes), a frown under happy or surprised, raised brows under angry. AUs of neither kind, speech's above all
-# (lips part, jaw drop), keep the face's own values: happy does not part the lips (at 1.0 it held a talking GRID
-# speaker's lips apart in every frame), so a closed mouth smiles closed and a talking one goes on. Angry leaves out
-# EMFACS's lip tightener (AU23): reenact reads AU23 from MediaPipe's press, pucker, funnel and roll shapes, which
-# agree with OpenFace's AU23 not at all on held-out people (r -0.04), so its motion is the pucker those shapes make
-# in speech, and at 2.5 it drew a smiling or talking mouth into a small ring with teeth in it.
+# squint go with it, against surprise's wide eyes), a frown under happy or surprised, raised brows under angry. AUs
+# of neither kind, speech's above all (lips part, jaw drop), keep the face's own values: happy does not part the lips
+# (at 1.0 it held a talking GRID speaker's lips apart in every frame), so a closed mouth smiles closed and a talking
+# one goes on. Angry leaves out EMFACS's lip tightener (AU23): reenact reads AU23 from MediaPipe's press, pucker,
+# funnel and roll shapes, which agree with OpenFace's AU23 not at all on held-out people (r -0.04), so its motion is
+# the pucker those shapes make in speech, and at 2.5 it drew a smiling or talking mouth into a small ring with teeth
+# in it.
 PRESETS: dict[str, dict[str, float]] = {
     "happy": {"AU04": 0.0, "AU06": 2.5, "AU12": 3.0, "AU15": 0.0},
     "sad": {"AU01": 2.5, "AU04": 2.0, "AU12": 0.0, "AU15": 2.5, "AU17": 1.0},
