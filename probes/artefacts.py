@@ -8,7 +8,8 @@ Each measure is placed by MediaPipe FaceLandmarker landmarks (478 points, crop p
 taken relative to the same face's own skin (so a global brightness or colour shift does not fire it), and is the
 edited crop's value minus the source crop's: 0 means no new artefact, positive means one appeared.
 
-Run ``python probes/artefacts.py`` for a self-check on scikit-image's astronaut (no external data).
+Run ``python probes/artefacts.py`` for a self-check on scikit-image's astronaut (no external data), and ``python
+probes/artefacts.py pops VIDEO...`` for the worst one-frame pop of each video's mouth (``one_frame_pops``).
 """
 
 from __future__ import annotations
@@ -204,6 +205,49 @@ def lip_tint(image: np.ndarray, landmarks: np.ndarray) -> float:
     return red / max(green, 1.0)
 
 
+def one_frame_pops(frames: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """(N,) per frame, how far it stands apart from both its neighbours, over how far they stand apart, inside its
+    box (x0, y0, x1, y1): a part shown for one frame only (a remembered mouth between two painted ones) is high
+    (a frame like neither of two like neighbours); a change that stays (a cut from one mouth to another) is 0 (the
+    frame is its next neighbour). NaN at the ends. A talking source's own frames reach about 0.8.
+
+    Args:
+        frames: (H, W, 3) uint8 RGB, in order. boxes: one per frame.
+    """
+    pops = np.full(len(frames), np.nan)
+    for t in range(1, len(frames) - 1):
+        x0, y0, x1, y1 = boxes[t]
+        before, now, after = (f[y0:y1, x0:x1].astype(np.float32) for f in frames[t - 1:t + 2])
+        apart = float(np.abs(after - before).mean())
+        pops[t] = min(float(np.abs(now - before).mean()), float(np.abs(now - after).mean())) / max(apart, 1.0)
+    return pops
+
+
+def _mouth_pops(path: str) -> None:
+    """The worst ``one_frame_pops`` of a video's mouth (the outer lips' box, grown by half the mouth's width)."""
+    import av
+
+    from reenact.face.tracker import FaceTracker
+
+    with av.open(path) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    boxes = []
+    with FaceTracker(os.environ.get("REENACT_FACE_LANDMARKER"), video_mode=True) as tracker:
+        for i, frame in enumerate(frames):
+            face = tracker(frame, i / 25)
+            xy = face.xy[list(LOWER_LIP + UPPER_LIP), :2] if face is not None else None
+            if xy is None:
+                boxes.append(boxes[-1] if boxes else (0, 0, frame.shape[1], frame.shape[0]))
+                continue
+            (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+            pad = 0.5 * (x1 - x0)
+            boxes.append((max(int(x0 - pad), 0), max(int(y0 - pad), 0), int(x1 + pad), int(y1 + pad)))
+    pops = one_frame_pops(frames, boxes)
+    worst = int(np.nanargmax(pops))
+    print(f"{path}: the mouth's worst one-frame pop {pops[worst]:.2f} (frame {worst}); "
+          f"frames over 1: {int(np.nansum(pops > 1))} of {len(frames)}")
+
+
 def _demo() -> None:
     """Self-check on the astronaut: synthetic artefacts fire their measure; mild, global changes do not."""
     from skimage.data import astronaut
@@ -277,4 +321,10 @@ def _demo_checks(tracker: FaceTracker, crop: np.ndarray, xy: np.ndarray) -> None
 
 
 if __name__ == "__main__":
-    _demo()
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "pops":  # python probes/artefacts.py pops VIDEO...
+        for video in sys.argv[2:]:
+            _mouth_pops(video)
+    else:
+        _demo()

@@ -10,7 +10,8 @@ the generator painted (a mouth opened past what the frame shows, lids that meet:
 eye between the skin lines above and below it), warped onto the target contour (an affine fit of the entry's lip or
 lid landmarks onto the target's), matched in colour to the frame around it and blended with a feathered mask; the
 paint stays where the memory has nothing near enough. The choice of entry holds until another is clearly nearer, so
-a steady edit keeps a still mouth, and where it does change, the entry left fades out over a few frames.
+a steady edit keeps a still mouth, and a change (of entry, or between the paint and the memory) is made whole once it
+has held for two frames: never a one-frame mouth, never two mouths showing through each other.
 """
 
 from __future__ import annotations
@@ -59,11 +60,15 @@ _PITCH_SPAN = 45.0  # pitches past this many degrees share the outermost bands: 
 # steady blink edit of a nodding held-out speaker (``ST-happyenglish``) changed its remembered eyes every 10th
 # frame; with this one, every 25th, where her head had turned by 5 degrees or more.
 _HOLD = {"right eye": 2.0, "left eye": 2.0, "mouth": 0.6}
-_FADE_FRAMES = 4  # where the entry in use changes, the one left fades out over this many frames: no pop
-# Likewise between the paint and the memory while a part stays painted: a surprised GRID speaker's opened mouth, at
-# the edge of what his remembered mouths could stand in for, got one of them in one frame of a stretch of paint
-# (the README's own example), a mouth of clenched teeth between two open ones. A part painted afresh (the frame
-# before had nothing painted there: a blink, a steady edit's first frame) gets its entry at once.
+# A change of what is put in (another entry, or between the paint and the memory) is made whole, once it has been the
+# choice for this many frames running. A surprised GRID speaker's opened mouth, at the edge of what his remembered
+# mouths could stand in for, got one of them in a single frame of a stretch of paint (the README's own example): a
+# mouth of clenched teeth between two open ones. Faded in and out over 4 frames instead, two unlike mouths showed at
+# once: a see-through second row of teeth (a held-out talking face driven by a shouting one, whose mouth opened past
+# every remembered one and back). A part painted afresh (the frame before had nothing painted there: a blink, a
+# steady edit's first frame) gets its choice at once. An eye's change is made at once: a blink lasts 2-4 frames, and
+# a frame of its lids drawn by the warp (lashes pulled out over the eye) while the memory waited was a streaked one.
+_SETTLE = {"right eye": 1, "left eye": 1, "mouth": 2}
 _MARGIN = 0.35  # a patch reaches this share of the part's width past its contours
 _FEATHER = 1.5  # pixels of blur on the blend mask
 _RING_KERNEL = np.ones((9, 9), np.uint8)  # the colour match's ring: this far outside the blend
@@ -265,36 +270,36 @@ class MemoryCompositor:
 
     def __init__(self, memory: FaceMemory) -> None:
         self.memory = memory
-        self._using: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
+        self.reset()
+
+    def reset(self) -> None:
         # The last entry chosen per part, kept through frames where nothing is painted (the source's own blink in a
         # steady blink edit): the same entry comes back after them, unless another is clearly nearer.
         self._held: dict[str, MemoryEntry | None] = {name: None for name in PARTS}
-        self._leaving: dict[str, tuple[MemoryEntry, int] | None] = {name: None for name in PARTS}  # entry, frames left
-        self._shown: dict[str, float] = {name: 0.0 for name in PARTS}  # how much of the memory showed, last frame
+        self._shown: dict[str, MemoryEntry | None] = {name: None for name in PARTS}  # put in last frame (None: paint)
+        self._next: dict[str, tuple[MemoryEntry | None, int]] = {}  # a change waiting: the choice, frames running
         self._fresh: dict[str, bool] = {name: True for name in PARTS}  # nothing was painted there last frame
 
-    def reset(self) -> None:
-        self._using = {name: None for name in PARTS}
-        self._held = {name: None for name in PARTS}
-        self._leaving = {name: None for name in PARTS}
-        self._shown = {name: 0.0 for name in PARTS}
-        self._fresh = {name: True for name in PARTS}
-
-    def _share(self, name: str, chosen: MemoryEntry | None) -> tuple[MemoryEntry | None, float]:
-        """The entry to put in and how much of it (0-1): all of the chosen one on a part painted afresh, else
-        fading in a step a frame, and the entry last shown fading out where none is chosen."""
-        step = 1.0 / (_FADE_FRAMES + 1)
-        if chosen is not None:
-            share = 1.0 if self._fresh[name] else min(1.0, self._shown[name] + step)
+    def _settled(self, name: str, chosen: MemoryEntry | None, fits: bool) -> MemoryEntry | None:
+        """What to put in (None: the paint): ``chosen`` at once on a part painted afresh, where it is already in or
+        where what was put in no longer ``fits`` the target (stretched onto a mouth opened far past it, its teeth
+        stood tall), else once it has been the choice for ``_SETTLE`` frames running (a mouth: two); until then, what
+        was put in."""
+        waiting, frames = self._next.pop(name, (chosen, 0))
+        if self._fresh[name] or chosen is self._shown[name] or not fits:
+            self._fresh[name] = False
+            self._shown[name] = chosen
+            return chosen
+        frames = frames + 1 if waiting is chosen else 1
+        if frames >= _SETTLE[name]:
+            self._shown[name] = chosen
         else:
-            chosen, share = self._held[name], self._shown[name] - step
-        self._fresh[name] = False
-        self._shown[name] = max(share, 0.0) if chosen is not None else 0.0
-        return (chosen, share) if chosen is not None and share > 0.0 else (None, 0.0)
+            self._next[name] = (chosen, frames)
+        return self._shown[name]
 
     def entry_in_use(self, name: str) -> MemoryEntry | None:
         """The entry last put in for part ``name`` (None: the paint, or nothing painted)."""
-        return self._using[name]
+        return self._shown[name]
 
     def _choose(self, name: str, target: float, aus: np.ndarray | None, pitch: float | None, smile: bool = True,
                 ) -> MemoryEntry | None:
@@ -303,10 +308,7 @@ class MemoryCompositor:
         if held is not None and best is not None and near_enough(name, held, target, aus, smile) \
                 and distance(name, held, target, aus, pitch) <= distance(name, best, target, aus, pitch) + _HOLD[name]:
             best = held
-        self._using[name] = best
         if best is not None:
-            if held is not None and best is not held:
-                self._leaving[name] = (held, _FADE_FRAMES)
             self._held[name] = best
         return best
 
@@ -334,10 +336,12 @@ class MemoryCompositor:
             if whole:
                 strength = shut
             if strength <= 0.01:
-                self._using[name] = self._leaving[name] = None
-                self._shown[name], self._fresh[name] = 0.0, True
+                self._shown[name], self._fresh[name] = None, True
+                self._next.pop(name, None)
                 continue
-            entry, share = self._share(name, self._choose(name, opening(points, part), aus, pitch, smile=not whole))
+            target, shown = opening(points, part), self._shown[name]
+            fits = shown is None or near_enough(name, shown, target, aus, smile=not whole)
+            entry = self._settled(name, self._choose(name, target, aus, pitch, smile=not whole), fits)
             if entry is None:
                 continue  # nothing near enough: the paint stays
             # The work is done in the box grown by what the feather and the colour match's ring reach: the same
@@ -362,19 +366,12 @@ class MemoryCompositor:
             face = np.zeros_like(mask)
             cv2.fillPoly(face, [np.round(local[list(FACE_OVAL)] * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
             mask = cv2.GaussianBlur(mask * face, (0, 0), _FEATHER)
-            mask *= strength * share
+            mask *= strength
             # Nothing outside the part's box (the feather's tail past it is cut).
             mask[: y0 - ry0], mask[y1 - ry0:], mask[:, : x0 - rx0], mask[:, x1 - rx0:] = 0.0, 0.0, 0.0, 0.0
             layer = _warped(entry, local, part, mask.shape[::-1], whole)
             if layer is None:
                 continue
-            leaving = self._leaving[name]
-            if leaving is not None:  # the entry just left, fading out
-                old, frames = leaving
-                old_layer = _warped(old, local, part, mask.shape[::-1], whole)
-                if old_layer is not None:
-                    layer += (old_layer - layer) * (frames / (_FADE_FRAMES + 1))
-                self._leaving[name] = (old, frames - 1) if frames > 1 else None
             layer, shown = layer[..., :3], layer[..., 3]
             mask *= np.clip(shown * (1 / 255), 0.0, 1.0)
             under = out[region].astype(np.float32)
