@@ -34,6 +34,11 @@ class OutputError(ReenactError):
     """The output path cannot be written (same as the input, unwritable folder, a video to an image file, ...)."""
 
 
+class OutputPathError(OutputError, OptionError):
+    """The output path as typed cannot work whatever the machine: an extension no writer takes, the input itself, a
+    folder, a video to an image file. The CLI's exit status 2, as for an option."""
+
+
 class NoFaceError(ReenactError):
     """No face was found anywhere in the input."""
 

@@ -2,7 +2,8 @@
 is left at the output:
 
 - exit status 2: the command line cannot work as typed (an unknown or missing option, a malformed value or one out
-  of range, options that contradict each other or the input); the line ends with ``(see reenact CMD --help)``;
+  of range, options that contradict each other or the input, an output path that cannot work: ``OutputPathError``);
+  the line ends with ``(see reenact CMD --help)``;
 - exit status 1: the command was fine, but a file, the machine or the run let it down (an input that is missing or
   unreadable, no face, a broken model file, no GPU).
 

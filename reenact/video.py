@@ -27,7 +27,7 @@ import av.stream
 import numpy as np
 
 from reenact.encoding import DEFAULT_CRF, DEFAULT_PRESET
-from reenact.errors import InputError, OutputError, ReenactWarning
+from reenact.errors import InputError, OutputError, OutputPathError, ReenactWarning
 from reenact.files import StrPath, atomic_output
 
 # Muxer errors and OS errors both mean "this file cannot be read/written".
@@ -287,15 +287,16 @@ def _check_format(path: Path) -> None:
     try:
         container = av.open(str(path), "w")
     except ValueError as e:
-        raise OutputError(f"{path}: unknown container extension {path.suffix or '(none)'!r}; use {_SUPPORTED}") from e
+        raise OutputPathError(f"{path}: unknown container extension {path.suffix or '(none)'!r}; use {_SUPPORTED}") from e
     name = container.format.name
     container.close()
     if name not in _VIDEO_MUXERS and path.suffix.lower() not in _IMAGE_CODECS:
-        raise OutputError(f"{path}: cannot write {path.suffix} files; use {_SUPPORTED}")
+        raise OutputPathError(f"{path}: cannot write {path.suffix} files; use {_SUPPORTED}")
 
 
 def check_output_path(output: StrPath, *inputs: StrPath | None, media: bool = True) -> None:
-    """Raise OutputError unless `output` can be written without touching any input.
+    """Raise OutputError unless `output` can be written without touching any input (OutputPathError where the path
+    as typed cannot work).
 
     With `media` (the default) its extension must also name a video or image format we can write.
     """
@@ -308,9 +309,9 @@ def check_output_path(output: StrPath, *inputs: StrPath | None, media: bool = Tr
         if not same and out.exists() and Path(inp).exists():
             same = os.path.samefile(out, inp)  # hard links / bind mounts
         if same:
-            raise OutputError(f"{out}: output would overwrite the input {inp}; choose another output file")
+            raise OutputPathError(f"{out}: output would overwrite the input {inp}; choose another output file")
     if out.is_dir():
-        raise OutputError(f"{out}: is a folder; give an output file name such as {out / 'out.mp4'}")
+        raise OutputPathError(f"{out}: is a folder; give an output file name such as {out / 'out.mp4'}")
     folder = resolved.parent
     if not folder.is_dir():
         raise OutputError(f"{out}: output folder {folder} does not exist")
@@ -326,11 +327,11 @@ def is_image_path(path: StrPath) -> bool:
 
 
 def check_output_kind(output: StrPath, like: VideoInfo) -> None:
-    """Raise OutputError where frames like ``like``'s (a video's) would go to an image file, which holds one."""
+    """Raise OutputPathError where frames like ``like``'s (a video's) would go to an image file, which holds one."""
     suffix = Path(output).suffix.lower()
     if is_image_path(output) and not like.is_image:
         frames = f" of {like.frame_count} frames" if like.frame_count else ""
-        raise OutputError(f"{output}: a {suffix} file holds one image, and this output is a video{frames} (from "
+        raise OutputPathError(f"{output}: a {suffix} file holds one image, and this output is a video{frames} (from "
                           f"{like.path}); write it to .mp4, .mov, .mkv or .webm")
 
 

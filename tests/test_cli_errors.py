@@ -106,6 +106,20 @@ def test_audio_only_file(tmp_path: Path) -> None:
     assert_clean_failure(run_cli("track", audio, "-o", out), out, "voice.m4a")
 
 
+def test_an_output_path_typed_wrong_exits_2_and_a_missing_folder_1(tmp_path: Path, grid_clip: Path) -> None:
+    """An output that cannot work as typed (an extension no writer takes, a still image for a video, the input
+    itself) is a command-line error, exit status 2 with the help's pointer; a folder that is not there is the
+    machine's, 1."""
+    for out, needle in ((tmp_path / "out.xyz", "unknown container extension"),
+                        (tmp_path / "out.png", "holds one image"), (grid_clip, "overwrite the input")):
+        result = run_cli("edit", grid_clip, "-o", out, "--au", "AU12=+1")
+        assert result.returncode == 2 and needle in result.stderr and "(see reenact edit --help)" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    out = tmp_path / "missing" / "out.mp4"
+    result = run_cli("edit", grid_clip, "-o", out, "--au", "AU12=+1")
+    assert result.returncode == 1 and "does not exist" in result.stderr and "--help" not in result.stderr
+
+
 def test_unwritable_output(tmp_path: Path, grid_clip: Path) -> None:
     out = tmp_path / "no-such-folder" / "out.mp4"
     assert_clean_failure(run_cli("track", grid_clip, "-o", out), out, "no-such-folder")
