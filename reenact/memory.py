@@ -32,6 +32,12 @@ PARTS = ("right eye", "left eye", "mouth")  # in GAP_CONTOURS' order: the eyes, 
 _BANDS = 10  # bands of opening per part
 _TOP_OPENING = {"right eye": 0.45, "left eye": 0.45, "mouth": 0.8}  # openings (gap / width) the bands span
 _NEAR_ENOUGH = {"right eye": 0.08, "left eye": 0.08, "mouth": 0.15}  # farther than this from the target: paint
+# The two eyes of one frame belong together: a held-out speaker's (`KatieHill`) blink closed one eye to 0.057 of its
+# width and the other to 0.085, and a blink edit put her own closed lid on one eye beside a flat painted one on the
+# other. An eye with nothing near enough takes its own from the frame its partner's comes from, within this many
+# times the reach.
+_PAIR_REACH = 2.0
+_PARTNER = {"right eye": "left eye", "left eye": "right eye"}
 # What a mouth shows at one opening depends on how it got there: lips drawn back by a smile (AU12) show the teeth, a
 # dropped jaw (AU26) the dark between them. So the mouth's entries are also banded by those two AUs, and chosen by
 # all its AUs with the opening. Held-out frames edited to another frame's AUs (``probes/face_memory.py``): inside
@@ -188,10 +194,17 @@ class FaceMemory:
         return held is None or _off_middle(name, cell, value, aus) < _off_middle(name, cell, held.opening, held.aus)
 
     def nearest(self, name: str, target: float, aus: np.ndarray | None = None, pitch: float | None = None,
-                smile: bool = True) -> MemoryEntry | None:
+                smile: bool = True, partner: tuple[str, float] | None = None) -> MemoryEntry | None:
         """The entry of ``name`` nearest the target opening (and ``aus``, the target's AUs, and ``pitch``, its head's:
-        ``distance``), if it is near enough to stand in for it (``near_enough``; ``smile``: its smile too)."""
+        ``distance``), if it is near enough to stand in for it (``near_enough``; ``smile``: its smile too). An eye
+        with none near enough, whose ``partner`` (the other eye and its target opening) has: this eye's entry from
+        the same frame as one of the partner's, within ``_PAIR_REACH`` times the reach."""
         entries = [e for e in self.entries[name].values() if near_enough(name, e, target, aus, smile)]
+        if not entries and partner is not None:
+            other, other_target = partner
+            times = {e.time for e in self.entries[other].values() if near_enough(other, e, other_target, aus)}
+            entries = [e for e in self.entries[name].values()
+                       if e.time in times and abs(e.opening - target) <= _PAIR_REACH * _NEAR_ENOUGH[name]]
         return min(entries, key=lambda e: distance(name, e, target, aus, pitch)) if entries else None
 
 
@@ -302,8 +315,8 @@ class MemoryCompositor:
         return self._shown[name]
 
     def _choose(self, name: str, target: float, aus: np.ndarray | None, pitch: float | None, smile: bool = True,
-                ) -> MemoryEntry | None:
-        best = self.memory.nearest(name, target, aus, pitch, smile)
+                partner: tuple[str, float] | None = None) -> MemoryEntry | None:
+        best = self.memory.nearest(name, target, aus, pitch, smile, partner)
         held = self._held[name]
         if held is not None and best is not None and near_enough(name, held, target, aus, smile) \
                 and distance(name, held, target, aus, pitch) <= distance(name, best, target, aus, pitch) + _HOLD[name]:
@@ -341,7 +354,10 @@ class MemoryCompositor:
                 continue
             target, shown = opening(points, part), self._shown[name]
             fits = shown is None or near_enough(name, shown, target, aus, smile=not whole)
-            entry = self._settled(name, self._choose(name, target, aus, pitch, smile=not whole), fits)
+            partner = None
+            if name in _PARTNER and _box(points, PARTS.index(_PARTNER[name]), size) is not None:
+                partner = _PARTNER[name], opening(points, PARTS.index(_PARTNER[name]))
+            entry = self._settled(name, self._choose(name, target, aus, pitch, smile=not whole, partner=partner), fits)
             if entry is None:
                 continue  # nothing near enough: the paint stays
             # The work is done in the box grown by what the feather and the colour match's ring reach: the same
@@ -393,7 +409,7 @@ def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int,
     matrix = fitted_affine(entry.points, points, _points(part) if whole else fit_points(part))
     if matrix is None:
         return None
-    return cv2.warpAffine(entry.planes, matrix, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(entry.planes, matrix, shape, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fit_points(part: int) -> list[int]:

@@ -278,6 +278,38 @@ def test_a_remembered_mouth_near_enough_for_one_frame_of_paint_does_not_pop_in(g
     assert np.array_equal(compositor(crop, painted, wide, aus)[0], crop)  # opened past it: the paint at once
 
 
+def test_an_eye_with_nothing_near_enough_takes_its_own_from_the_frame_of_the_other_eyes(grid_rows) -> None:
+    """The two eyes of one frame belong together: where one eye's remembered lid is near enough and the other's from
+    the same frame is a little further than the reach (a held-out blink closed one eye to 0.057 and the other to
+    0.085), both are put in, not one remembered lid beside a painted one. Twice the reach away, the paint stays."""
+    from reenact.memory import _NEAR_ENOUGH
+    from reenact.model.networks import GAP_CONTOURS
+
+    _, crop, points, aus, pose = max(grid_rows, key=lambda row: opening(row[2], 1))
+    memory = FaceMemory()
+    memory.observe(crop, points, 0.0, aus, pose)
+    right, left = opening(points, 0), opening(points, 1)
+    lower = list(GAP_CONTOURS[1][2][1:-1])  # the left eye's lower edge, corners kept
+    width = float(np.linalg.norm(points[GAP_CONTOURS[1][1][-1]] - points[GAP_CONTOURS[1][1][0]]))
+    reach = _NEAR_ENOUGH["left eye"]
+    assert memory.nearest("left eye", left - 1.5 * reach, aus) is None
+    assert memory.nearest("left eye", left - 1.5 * reach, aus, partner=("right eye", right)).time == 0.0
+    assert memory.nearest("left eye", left - 2.5 * reach, aus, partner=("right eye", right)) is None
+    assert memory.nearest("left eye", left - 1.5 * reach, aus, partner=("right eye", right + 2 * reach)) is None
+    narrowed = points.copy()
+    narrowed[lower, 1] -= 1.5 * reach * width  # the left eye narrowed past the reach, the right as remembered
+    assert abs(opening(narrowed, 1) - (left - 1.5 * reach)) < 0.01
+    painted = np.zeros(crop.shape[:2], np.float32)
+    for eye in (0, 1):
+        xy = points[[i for contour in GAP_CONTOURS[eye] for i in contour]]
+        (x0, y0), (x1, y1) = xy.min(axis=0).astype(int), xy.max(axis=0).astype(int)
+        painted[y0:y1, x0:x1] = 1.0
+    compositor = MemoryCompositor(memory)
+    compositor(crop, painted, narrowed, aus, float(pose[0]))
+    assert compositor.entry_in_use("right eye").time == 0.0
+    assert compositor.entry_in_use("left eye").time == 0.0
+
+
 def test_of_two_closed_eyes_the_one_seen_nearer_the_targets_head_pitch_is_put_in(grid_rows) -> None:
     """A closed eye looks different from above and from below: two remembered blinks of one opening, seen at head
     pitches 15 degrees apart, are both kept, and a target gets the one seen nearer its own pitch."""
