@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from reenact.checks import check_au, check_edit, check_transfer, shorter_driver, transfer_aus, transfer_motion
+from reenact.checks import (check_au, check_au_scale, check_edit, check_transfer, shorter_driver, transfer_aus,
+                            transfer_motion)
 from reenact.devices import pick_device, texture_dtype
 from reenact.encoding import EncodeOptions
 from reenact.errors import InputError, NoFaceError, ReenactWarning
@@ -151,6 +152,7 @@ def _video_job(
     driven along another clip's timestamps). ``audio_from``: whose audio to copy.
     """
     check_output_path(output, input)
+    encode = encode.for_output(output)
     started = time.perf_counter()
     info, frames = timeline if timeline is not None else (probe(input), None)
     audio = input if audio_from == "input" else audio_from
@@ -306,6 +308,7 @@ def edit_expression(
         check_edit(input, output, target)
     else:  # any function of (AUs, t), whose time range is its own
         check_output_path(output, input)
+    encode.for_output(output)
     # The generator loads before the first pass: a model file that cannot load fails at once, not after tracking
     # the whole clip, and the job's memory is all taken from its start.
     model = generator.load(pick_device(generator.device))
@@ -424,7 +427,9 @@ def transfer_expression(
     from reenact.editing import TransferTarget
 
     chosen = transfer_aus(aus)
+    check_au_scale(au_scale)
     source_info, driving_info = check_transfer(source, driving, output, audio, relative, time_range)
+    encode.for_output(output)
     motion = transfer_motion(relative, motion, driving_info.is_image)
     model = generator.load(pick_device(generator.device))  # before any tracking, as ``edit_expression`` does
     shorter = shorter_driver(source_info, driving_info, time_range)

@@ -9,7 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from reenact.errors import InputError, OptionError, OutputError, ReenactWarning
+from reenact.errors import InputError, OptionError, OutputPathError, ReenactWarning
 from reenact.expression import ExpressionTarget, TimeRange
 from reenact.face.aus import AU_NAMES, parse_au_name
 from reenact.face.model_file import FACE_LANDMARKER_ENV, resolve_face_landmarker
@@ -57,6 +57,8 @@ def check_edit(input: PathLike, output: PathLike, target: ExpressionTarget) -> V
 def check_au(input: PathLike, csv_path: PathLike, plot_path: PathLike | None = None) -> VideoInfo:
     info = timed(probe(input))
     check_output_path(csv_path, input, media=False)
+    if Path(csv_path).suffix.lower() != ".csv":
+        raise OutputPathError(f"{csv_path}: the AUs are written as CSV; name the file .csv")
     if plot_path is not None:
         check_output_path(plot_path, input, media=False)
         if Path(plot_path).suffix.lower() not in PLOT_SUFFIXES:
@@ -85,6 +87,17 @@ def transfer_motion(relative: bool, motion: str | None, driving_still: bool = Fa
     if motion == "landmarks" and driving_still:
         raise OptionError("a still driving image has no motion of its own to copy: --motion aus copies its AUs")
     return motion
+
+
+AU_SCALE_RANGE = (0.0, 2.0)  # as the studio's slider: past 2 a driver's laugh tore the source's jaw
+
+
+def check_au_scale(value: float) -> float:
+    """``--au-scale``, how far the source follows the driver: a number from 0 to 2 (OptionError otherwise)."""
+    low, high = AU_SCALE_RANGE
+    if not low <= value <= high:  # NaN fails too
+        raise OptionError(f"--au-scale must be a number from {low:g} to {high:g}, not {value:g}")
+    return value
 
 
 def check_transfer(source: PathLike, driving: PathLike, output: PathLike, audio: str | None = None,
@@ -157,5 +170,5 @@ def check_live_file(output: PathLike, *inputs: PathLike | None) -> None:
     """A live run's file output: a video (a live run never writes one image) that can be written."""
     check_output_path(output, *inputs)
     if is_image_path(output):
-        raise OutputError(f"{output}: a live run writes a video, and a {Path(output).suffix} file holds one image; "
+        raise OutputPathError(f"{output}: a live run writes a video, and a {Path(output).suffix} file holds one image; "
                           f"write it to .mp4, .mov, .mkv or .webm")

@@ -99,6 +99,16 @@ def _checked(check: Callable[[str], object]) -> Callable[[str], object]:
     return parse
 
 
+def _au_scale(text: str) -> float:
+    from reenact.checks import check_au_scale
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"--au-scale must be a number from 0 to 2, not {text!r}") from None
+    return check_au_scale(value)
+
+
 def _face_choice(text: str) -> str | int:
     from reenact.tracking import face_choice
 
@@ -151,7 +161,7 @@ def _add_encoding(parser: argparse.ArgumentParser) -> None:
 
     # --preset is an expression preset wherever it exists; the encoder's is --encoder-preset in every command.
     group = parser.add_argument_group("encoding (as in ffmpeg)")
-    group.add_argument("--codec", default="libx264", help="video encoder (default libx264; `ffmpeg -encoders` lists them)")
+    group.add_argument("--codec", default="libx264", help="video encoder (default libx264, libvpx-vp9 for .webm; `ffmpeg -encoders` lists them)")
     group.add_argument("--crf", type=int, default=DEFAULT_CRF,
                        help=f"constant rate factor, lower is better quality: 0-51 for libx264/libx265 (default "
                             f"{DEFAULT_CRF})")
@@ -281,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="landmarks (default): move the face as the driving face's landmarks moved, "
                                "retargeted to the source's proportions; aus: draw the driving face's AU readings with "
                                "the model's motion (how a still driving image is carried: it needs --mode absolute)")
-    transfer.add_argument("--au-scale", type=float, default=1.0, help="scale the transferred motion (default 1)")
+    transfer.add_argument("--au-scale", type=_checked(_au_scale), default=1.0, metavar="S",
+                          help="scale the transferred motion, 0-2 (default 1)")
     transfer.add_argument("--aus", type=_checked(_au_list), metavar="AU12,AU25,...", help="transfer only these AUs")
     transfer.add_argument("--audio", choices=("source", "driving", "none"), help="default: source (driving for an image)")
     transfer.add_argument("--pose", action="store_true",
@@ -314,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", type=_checked(_expression_preset), metavar="NAME[:S]",
                        help="edit the face with an expression preset")
     group.add_argument("--source", metavar="IMAGE|VIDEO", help="drive this face with the input face's expressions")
-    group.add_argument("--au-scale", type=float, default=1.0, help="with --source: scale the expression change (default 1)")
+    group.add_argument("--au-scale", type=_checked(_au_scale), default=1.0, metavar="S",
+                       help="with --source: scale the expression change, 0-2 (default 1)")
     group.add_argument("--pose", action="store_true", help="with --source: also turn its head as the input head turns (up to 10 degrees)")
     group = live.add_argument_group("outputs (any)")
     group.add_argument("-o", "--output", help="write a video file, without audio (kept whatever stops the run)")

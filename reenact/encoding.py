@@ -4,9 +4,12 @@ work, never an encoder's complaint halfway through or a setting quietly dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from reenact.errors import EncoderError
+from reenact.errors import EncoderError, OutputPathError
 
 # x264's and x265's speed presets, fastest first (both take the same names).
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -22,6 +25,11 @@ _CRF_RANGE = (0, 51)
 # cost on 2 cores (measured on three 720x1280 clips and a GRID clip; docs/faq.md, Outputs).
 DEFAULT_CRF = 16
 DEFAULT_PRESET = "veryfast"
+DEFAULT_CODEC = "libx264"
+# The video containers by extension, and the codec each gets in place of the default where it cannot hold x264:
+# WebM holds VP8, VP9 and AV1 only (VP9 is FFmpeg's own choice for .webm).
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+_IN_PLACE_OF_DEFAULT = {".webm": "libvpx-vp9"}
 
 
 def check_encoding(codec: str, crf: int, preset: str) -> str:
@@ -51,9 +59,26 @@ class EncodeOptions:
     """Video encoding, with ffmpeg's names and meanings; checked when made (EncoderError). ``preset``: the
     encoder's speed preset (x264/x265: ultrafast ... placebo); codecs without presets leave it unused."""
 
-    codec: str = "libx264"
+    codec: str = DEFAULT_CODEC
     crf: int = DEFAULT_CRF
     preset: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
         check_encoding(self.codec, self.crf, self.preset)
+
+    def for_output(self, output: str | os.PathLike[str]) -> EncodeOptions:
+        """These options for a video written to ``output``: the default codec becomes one its container holds
+        (libvpx-vp9 for .webm), and a codec the container cannot hold is an OutputPathError before any work."""
+        import av
+
+        suffix = Path(output).suffix.lower()
+        codec = _IN_PLACE_OF_DEFAULT.get(suffix, self.codec) if self.codec == DEFAULT_CODEC else self.codec
+        container = _CONTAINERS.get(suffix)
+        if container is not None:
+            with av.open(io.BytesIO(), "w", format=container) as probe:
+                try:
+                    probe.add_stream(codec)
+                except ValueError:
+                    raise OutputPathError(f"{output}: a {suffix} file cannot hold {codec} video; choose another "
+                                          f"--codec, or another extension") from None
+        return self if codec == self.codec else replace(self, codec=check_encoding(codec, self.crf, self.preset))

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from reenact.api import EncodeOptions, GeneratorOptions, PathLike, TrackingOptions
-from reenact.checks import check_live_file, check_live_input, live_preview
+from reenact.checks import check_au_scale, check_live_file, check_live_input, live_preview
 from reenact.editing import AUEdit, ExpressionTarget
 from reenact.errors import InputError, NoFaceError, OptionError, OutputError, ReenactError
 from reenact.face.align import FaceAligner
@@ -468,7 +468,8 @@ class _Outputs:
             # 30 fps frame's time): the pipeline's stages already keep the cores busy, and the encoder's own frame
             # threads only competed with them (720p on 2 cores: 29.4-29.7 fps out against 28.6-29.0, alternated).
             one = {"threads": "1"} if width * height <= 1920 * 1080 else None
-            self.file = VideoWriter(o.file, like, o.encode.codec, o.encode.crf, o.encode.preset, options=one)
+            encode = o.encode.for_output(o.file)
+            self.file = VideoWriter(o.file, like, encode.codec, encode.crf, encode.preset, options=one)
         if o.stream is not None:
             self.stream = StreamWriter(o.stream, width, height, self.fps, o.encode.codec)
             self.stack.callback(self.stream.close)
@@ -542,11 +543,13 @@ def run_live(
     ``LiveReport.error``.
     """
     control = edit if edit is not None else LiveControl()
+    check_au_scale(au_scale)
     preview = live_preview(outputs.file, outputs.stream, outputs.virtual_camera, outputs.preview)
     if outputs.virtual_camera:
         _pyvirtualcam()  # fail before the camera opens, not at the first frame
     if outputs.file is not None:
         check_live_file(outputs.file, source.url, drive)
+        outputs.encode.for_output(outputs.file)
     if report_path is not None:
         check_output_path(report_path, source.url, media=False)
     report = LiveReport(source.label)

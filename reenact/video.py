@@ -432,7 +432,11 @@ class _AudioCopier:
             layout = av.AudioLayout(f"{layout.nb_channels}c")  # the default order for that count
         for codec in ("aac", output.default_audio_codec):
             with suppress(ValueError):  # ValueError: the container cannot hold this codec
-                encoder = cast(av.AudioStream, output.add_stream(codec, rate=source.sample_rate))
+                # Opus (WebM's) takes 48 kHz and a few lower rates, not 44.1 kHz: the encoder resamples to one.
+                rates = av.codec.Codec(codec, "w").audio_rates
+                rate = source.sample_rate if not rates or source.sample_rate in rates else \
+                    min((r for r in rates if r >= source.sample_rate), default=max(rates))
+                encoder = cast(av.AudioStream, output.add_stream(codec, rate=rate))
                 encoder.layout = layout
                 encoder.codec_context.open()  # fail now, not at the first packet
                 return encoder

@@ -133,6 +133,7 @@ def test_bad_rows_are_failed_jobs_with_a_reason(tmp_path: Path) -> None:
         {"input": "a.mp4", "output": "g.mp4"},
         {"input": "a.mp4", "au": "AU12=+1", "output": "../escape.mp4"},
         {"input": "a.mp4", "au": "AU12=+1", "crf": "high", "output": "h.mp4"},
+        {"op": "transfer", "input": "a.mp4", "driving": "a.mp4", "au_scale": 3, "output": "i.mp4"},
         "a.mp4",
     ]
     (tmp_path / "jobs.json").write_text(json.dumps(rows))
@@ -140,7 +141,7 @@ def test_bad_rows_are_failed_jobs_with_a_reason(tmp_path: Path) -> None:
     assert errors[0] is None
     expected = ["missing.mp4: file not found", "unknown AU 'AU99'", "AU12 up", "unknown op 'morph'",
                 "unknown field(s) smile", "preset: for edit jobs only", "nothing to edit", "inside the output folder",
-                "crf must be a whole number", "a mapping of fields"]
+                "crf must be a whole number", "au_scale must be a number from 0 to 2", "a mapping of fields"]
     for error, needle in zip(errors[1:], expected, strict=True):
         assert error is not None and needle in error and "\n" not in error, (error, needle)
     (tmp_path / "extra.csv").write_text("input,au\na.mp4,AU12=+1,surplus\n")

@@ -108,13 +108,17 @@ def test_audio_only_file(tmp_path: Path) -> None:
 
 def test_an_output_path_typed_wrong_exits_2_and_a_missing_folder_1(tmp_path: Path, grid_clip: Path) -> None:
     """An output that cannot work as typed (an extension no writer takes, a still image for a video, the input
-    itself) is a command-line error, exit status 2 with the help's pointer; a folder that is not there is the
+    itself, a codec its container cannot hold, AUs to a file not named .csv) is a command-line error, exit status 2 with the help's pointer; a folder that is not there is the
     machine's, 1."""
     for out, needle in ((tmp_path / "out.xyz", "unknown container extension"),
                         (tmp_path / "out.png", "holds one image"), (grid_clip, "overwrite the input")):
         result = run_cli("edit", grid_clip, "-o", out, "--au", "AU12=+1")
         assert result.returncode == 2 and needle in result.stderr and "(see reenact edit --help)" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = run_cli("edit", grid_clip, "-o", tmp_path / "out.webm", "--au", "AU12=+1", "--codec", "libx265")
+    assert result.returncode == 2 and "cannot hold libx265" in result.stderr and not (tmp_path / "out.webm").exists()
+    result = run_cli("au", grid_clip, "-o", tmp_path / "aus.mp4")  # a CSV named as a video
+    assert result.returncode == 2 and "name the file .csv" in result.stderr and not (tmp_path / "aus.mp4").exists()
     out = tmp_path / "missing" / "out.mp4"
     result = run_cli("edit", grid_clip, "-o", out, "--au", "AU12=+1")
     assert result.returncode == 1 and "does not exist" in result.stderr and "--help" not in result.stderr
@@ -138,6 +142,23 @@ def test_output_same_as_input_is_refused_and_input_untouched(tmp_path: Path, gri
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("reenact: error: ") and len(result.stderr.strip().splitlines()) == 1
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("value", ["3", "-1", "nan", "much"])
+def test_an_au_scale_outside_0_to_2_exits_with_usage_from_the_cli_and_the_api(tmp_path: Path, value: str) -> None:
+    """Past 2 a laughing driver tore the source's jaw, at 50 the face became slabs, and both exited 0."""
+    from reenact.api import transfer_expression
+    from reenact.errors import OptionError
+
+    for command in ("transfer", "live"):
+        args = [tmp_path / "x.png", tmp_path / "d.mp4", "-o", tmp_path / "y.mp4"] if command == "transfer" else \
+            ["--input", tmp_path / "d.mp4", "--source", tmp_path / "x.png", "-o", tmp_path / "y.mp4"]
+        result = run_cli(command, *args, "--au-scale", value)
+        assert result.returncode == 2 and "--au-scale must be a number from 0 to 2" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "y.mp4").exists()
+    if value != "much":
+        with pytest.raises(OptionError, match="--au-scale must be a number from 0 to 2"):
+            transfer_expression(tmp_path / "x.png", tmp_path / "d.mp4", tmp_path / "y.mp4", au_scale=float(value))
 
 
 def test_bad_arguments_exit_with_usage(tmp_path: Path) -> None:

@@ -95,15 +95,16 @@ def make_clip(
     return path
 
 
-def make_audio_only(path: Path, codec: str, fmt: str = "s16") -> Path:
+def make_audio_only(path: Path, codec: str, fmt: str = "s16", rate: int = 8000) -> Path:
+    """One second of a tone."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=8000)
+        stream = out.add_stream(codec, rate=rate)
         stream.layout = "mono"
         dtype = np.float32 if fmt.startswith("flt") else np.int16
-        wave = (np.sin(np.arange(8000) / 5) * (0.3 if dtype is np.float32 else 8000)).astype(dtype)
-        for start in range(0, 8000, 1024):
+        wave = (np.sin(np.arange(rate) / 5) * (0.3 if dtype is np.float32 else 8000)).astype(dtype)
+        for start in range(0, rate, 1024):
             frame = av.AudioFrame.from_ndarray(wave[None, start : start + 1024], format=fmt, layout="mono")
-            frame.sample_rate, frame.pts = 8000, start
+            frame.sample_rate, frame.pts = rate, start
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return path
@@ -388,6 +389,30 @@ def test_audio_the_container_cannot_hold_is_transcoded_to_aac(tmp_path: Path, cf
     with av.open(str(out)) as container:
         decoded = sum(f.samples for f in container.decode(audio=0))
     assert decoded >= 8000 * 0.9
+
+
+def test_webm_gets_vp9_in_place_of_the_default_x264_and_its_audio_as_opus(tmp_path: Path, cfr: Path) -> None:
+    """WebM holds VP8, VP9 or AV1 and Vorbis or Opus: the default codec becomes libvpx-vp9 for .webm, and AAC audio
+    is re-encoded to Opus at a rate Opus takes (48 kHz, from 44.1). A codec the container cannot
+    hold is a command-line error before any work."""
+    from reenact.encoding import EncodeOptions
+    from reenact.errors import OptionError, OutputPathError
+
+    out = tmp_path / "out.webm"
+    encode = EncodeOptions().for_output(out)
+    assert encode.codec == "libvpx-vp9" and EncodeOptions().for_output(tmp_path / "out.mp4").codec == "libx264"
+    voice = make_audio_only(tmp_path / "voice.m4a", "aac", "fltp", rate=44100)
+    copy_through(cfr, out, codec=encode.codec, crf=encode.crf, preset=encode.preset, audio_from=voice)
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.name == "vp9"
+        sound = container.streams.audio[0]
+        assert sound.codec_context.name == "opus" and sound.rate == 48000
+        seconds = sum(f.samples for f in container.decode(sound)) / sound.rate
+    assert seconds == pytest.approx(1.0, abs=0.05)  # the tone's second, resampled
+    assert len(timing_of(out)) == 20  # WebM's header holds no frame count: decoded
+    with pytest.raises(OutputPathError, match="cannot hold libx265") as caught:
+        EncodeOptions(codec="libx265").for_output(out)
+    assert isinstance(caught.value, OptionError)
 
 
 def test_crf_changes_size_and_codecs_without_crf_work(tmp_path: Path) -> None:
