@@ -148,7 +148,7 @@ def test_2_a_time_range_on_a_still_image_is_refused(tmp_path: Path, astronaut: n
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_2_a_video_written_to_an_image_file_is_refused(one_second: Path, tmp_path: Path, suffix: str) -> None:
     out = tmp_path / f"out{suffix}"
-    one_error_line(run_cli("track", one_second, "-o", out), 1, suffix, ".mp4")
+    one_error_line(run_cli("track", one_second, "-o", out), 2, suffix, ".mp4")  # typed wrong: 2
     nothing_at(out)
 
 

@@ -550,3 +550,21 @@ def test_a_remembered_mouth_on_a_turned_head_keeps_to_the_face_and_its_colour(sh
             assert before is not None and after is not None
             tints.append(lip_tint(outputs[i], after.xy) / lip_tint(sources[i], before.xy))
     assert max(tints) < 1.04, tints
+
+
+def test_a_remembered_inner_mouth_takes_the_frames_light_not_its_lips_red() -> None:
+    """An inner mouth's colour ring is its lips, whose red changes as they stretch: matched channel by channel, a
+    bearded held-out speaker's remembered teeth turned olive (red x0.92, green x1.08). Matched in light alone, grey
+    teeth stay grey; an eye's ring (skin) still matches each channel."""
+    from reenact.memory import _colour_matched
+
+    mask = np.zeros((40, 40), np.float32)
+    mask[12:28, 12:28] = 1.0
+    inside = mask[..., None] > 0
+    layer = np.where(inside, np.float32(150.0), np.array((200.0, 150.0, 150.0), np.float32))  # grey teeth, red lips
+    image = np.where(inside, np.float32(90.0), np.array((170.0, 140.0, 140.0), np.float32))  # the frame's lips paler
+    face = np.ones_like(mask)
+    grey = _colour_matched(layer, image, mask, face, grey=True)[20, 20]
+    assert np.ptp(grey) < 1e-3  # the teeth stay grey
+    each = _colour_matched(layer, image, mask, face)[20, 20]
+    assert each[1] - each[0] > 5  # channel by channel: greener than red

@@ -207,6 +207,8 @@ def test_studio_says_what_is_wrong_with_a_non_video(studio: str, browser, tmp_pa
     page.goto(studio)
     page.locator("#upload input[type=file]").set_input_files(str(notes))
     page.get_by_text(re.compile(r"notes\.txt: not a video or image file")).first.wait_for(timeout=30_000)
+    # The status line says it too: no clip is open (it kept the clip before's line, and Render asked for a clip).
+    page.locator("#status").get_by_text(re.compile(r"not a video or image file")).wait_for(timeout=10_000)
     _shot(page, "6-error")
     page.close()
 

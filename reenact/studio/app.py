@@ -175,7 +175,7 @@ def build_app(input: str | None = None, model: str | None = None) -> gr.Blocks:
                         scale = gr.Slider(0, 2, value=1, step=0.05, label="Scale of the transferred motion")
                         relative = gr.Radio(["relative", "absolute"], value="relative", label="Mode",
                                             info="relative: the driving face's change from its own rest; absolute: "
-                                                 "its AUs as they are")
+                                                 "its expression as it is (here by its AUs: the 'aus' motion)")
                         motion = gr.Radio(["landmarks", "aus"], value="landmarks", label="Motion",
                                           info="landmarks: the driving face's own motion (relative here); aus: the "
                                                "model's motion for its AU readings")
@@ -294,8 +294,15 @@ def build_app(input: str | None = None, model: str | None = None) -> gr.Blocks:
                 return StudioClip(path, TrackingOptions(face=_face_choice(face_label)), count)
 
             progress(0, desc="tracking the face")
-            with _named(path):
-                state.clip = clip = _in_thread(opened, progress, counter, "tracking")
+            try:
+                with _named(path):
+                    state.clip = clip = _in_thread(opened, progress, counter, "tracking")
+            except gr.Error as exc:
+                # The clip open before is closed: the page says so (an error raised here would leave its status
+                # line standing under the error, and Render then asked for a clip).
+                gr.Warning(exc.message, duration=None, title="Error")
+                empty = gr.update(value=0, maximum=1, interactive=False)
+                return None, empty, None, None, None, f"**Error:** {exc.message}. Open a clip to start.", ""
             plot = Path(clip.folder) / "au_curves.png"
             clip.plot_aus(plot)
             found = int(clip.track.found.sum())
@@ -437,7 +444,10 @@ def build_app(input: str | None = None, model: str | None = None) -> gr.Blocks:
                     f"({report.fps:.1f} fps).")
             if tab == "edit":
                 same = edit_controls(*split(args)[0]).command(clip.path.name, output.name)
-                line += f"  \nThe same from the command line: `{same}`"
+            else:
+                same = transfer_controls(*split(args)[1]).command(clip.path.name, state.driving[1],
+                                                                   output.name)
+            line += f"  \nThe same from the command line: `{same}`"
             source = None if clip.info.is_image else str(clip.path)
             shown = None if output.suffix.lower() in (".png", ".jpg", ".jpeg") else str(output)
             return source, shown, [str(output), str(csv)], line

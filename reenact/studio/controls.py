@@ -115,6 +115,21 @@ class TransferControls:
                               "the source's whole clip first: choose the 'aus' motion here, or run reenact transfer "
                               "--mode absolute")
 
+    def command(self, source: str = "SOURCE", driving: str = "DRIVING", output: str = "OUTPUT") -> str:
+        """The `reenact transfer` command line that renders the same transfer."""
+        parts = ["reenact transfer", source, driving, "-o", output]
+        if not self.relative:
+            parts.append("--mode absolute")
+        if self.motion != "landmarks":
+            parts.append(f"--motion {self.motion}")
+        if self.scale != 1.0:
+            parts.append(f"--au-scale {self.scale:g}")
+        if set(self.aus) != set(AU_NAMES):
+            parts.append(f"--aus {','.join(self.aus)}")
+        if self.follow_pose:
+            parts.append("--pose")
+        return " ".join(parts)
+
     def editor_options(self, driving) -> tuple[TransferTarget, dict]:
         """The transfer's target and the GeneratorEditor's other arguments for a driving track, as
         ``reenact.api.transfer_expression`` builds them."""
