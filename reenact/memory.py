@@ -409,7 +409,7 @@ def _warped(entry: MemoryEntry, points: np.ndarray, part: int, shape: tuple[int,
     matrix = fitted_affine(entry.points, points, _points(part) if whole else fit_points(part))
     if matrix is None:
         return None
-    return cv2.warpAffine(entry.planes, matrix, shape, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(entry.planes, matrix, shape, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def fit_points(part: int) -> list[int]:

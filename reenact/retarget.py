@@ -29,7 +29,7 @@ import numpy as np
 
 from reenact.face.align import stabilise
 from reenact.face.aus import AU_NAMES
-from reenact.face.regions import MESH, face_regions, region_mask
+from reenact.face.regions import FACE_SIDES, MESH, face_regions, region_mask
 from reenact.model.networks import GAP_CONTOURS, MOUTH, pose_features
 
 # Lid lines, per eye: upper then lower, the gap remap's eye edges without the corners (where the lids always meet);
@@ -155,6 +155,7 @@ class DrivingMotion:
         away = np.abs(from_rest).max(axis=1)
         moved *= np.clip((UNTRUSTED_TURN - away) / (UNTRUSTED_TURN - TRUSTED_TURN), 0.0, 1.0)[:, None, None]
         moved[:, MESH:] = 0.0  # the irises follow gaze, not expression
+        moved[:, list(FACE_SIDES)] = 0.0  # the outline's sides slide in MediaPipe's reading; the ears stay put
         moved = as_travelled(moved, rest, read_shares)
         turns = followed_turn(poses - usual).astype(np.float32)
         return cls(np.asarray(times, np.float64), moved.astype(np.float32), turns, rest.astype(np.float32))

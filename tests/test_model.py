@@ -66,6 +66,24 @@ def test_the_default_model_moves_the_mouth_corners_for_a_smile() -> None:
     assert result["output"].shape == crop.shape
 
 
+def test_no_expression_moves_the_faces_sides_a_head_turn_does() -> None:
+    """MediaPipe's outline points at the face's sides slide with the cheeks (happy:2 moved them 5-7 px at 256), and
+    a warp through them dragged a held-out speaker's sideburn and ear into an S: an expression leaves them still,
+    while the cheeks inside move; a followed head turn still moves them."""
+    from reenact.face.regions import FACE_SIDES
+
+    model = load_generator()
+    _, landmarks, aus = random_inputs(batch=1)
+    happy = torch.from_numpy(ExpressionTarget((), "happy", 2.0)(aus[0].numpy(), 0.0))[None]
+    with torch.no_grad():
+        smile = model(None, landmarks, aus, happy, asked=True)["moves"][0] * 128
+        turn = model.motion.displacements(landmarks, aus, aus, torch.tensor([[0.0, 8.0, 0.0]]))[0] * 128
+    sides = list(FACE_SIDES)
+    assert smile[sides].abs().max() == 0.0
+    assert smile[[205, 425, 50, 280]].abs().max() > 1.0  # the cheeks move
+    assert turn[sides].abs().max() > 1.0
+
+
 def test_flow_convention_is_backward_in_normalised_units() -> None:
     """A constant flow of +2 pixels in x shows each pixel's right neighbour's right neighbour."""
     size = 32

@@ -18,6 +18,12 @@ MESH = 468  # landmarks of the mesh proper; the 10 iris points follow gaze, not 
 EYE_CORNERS = ((33, 133), (362, 263))
 NOSE_TIP = 1
 
+# The face's outline at its sides, from the temples down to the mouth's height: no expression moves it. MediaPipe's
+# outline points there slide with the cheeks and the brows (happy at strength 2 moved them 5-7 pixels of a 256-pixel
+# crop), and a warp through them dragged the sideburn and the ear with the cheek: an S-shaped step in a held-out
+# speaker's (`LP-d8`) hairline by his ear. Expressions leave the ears and hair where they are.
+FACE_SIDES = (389, 356, 454, 323, 361, 288, 162, 127, 234, 93, 132, 58)
+
 # Which region each AU moves (FACS: the muscle behind each AU, and what it visibly displaces).
 AU_REGIONS: dict[str, tuple[str, ...]] = {
     "AU01": ("brows",), "AU02": ("brows",), "AU04": ("brows",),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reenact.face.aus import AU_NAMES
-from reenact.face.regions import region_mask
+from reenact.face.regions import FACE_SIDES, region_mask
 from reenact.model.coords import denormalise, normalise
 from reenact.model.paint import paint_closed_lids, paint_mouth_interior
 
@@ -148,12 +148,18 @@ class MotionNet(nn.Module):
         ], dim=1)
         both = self.correct(x).view(2 * n, -1, 2)
         linear = torch.einsum("bk,knc->bnc", (target_aus - source_aus) / AU_SCALE, self.basis)
+        # The correction's two halves cancel exactly when target == source.
+        moves = (linear + both[:n] - both[n:]).index_fill(1, self._sides(linear.device), 0.0)
         if pose_change is not None:
             if not self.config.n_pose:
                 raise ValueError("this model has no head-pose motion (its config's n_pose is 0)")
-            linear = linear + torch.einsum("bk,knc->bnc", pose_features(pose_change), self.pose_basis)
-        # The correction's two halves cancel exactly when target == source.
-        return linear + both[:n] - both[n:]
+            moves = moves + torch.einsum("bk,knc->bnc", pose_features(pose_change), self.pose_basis)
+        return moves
+
+    @staticmethod
+    def _sides(device: torch.device) -> torch.Tensor:
+        """The face outline's sides (``FACE_SIDES``), which no expression moves; a head turn does."""
+        return torch.tensor(FACE_SIDES, device=device)
 
     def forward(
         self, landmarks: torch.Tensor, source_aus: torch.Tensor, target_aus: torch.Tensor,
