@@ -18,13 +18,13 @@ MESH = 468  # landmarks of the mesh proper; the 10 iris points follow gaze, not 
 EYE_CORNERS = ((33, 133), (362, 263))
 NOSE_TIP = 1
 
-# The face's outline at its sides, from the eyes' height to the nose's: no expression moves it. MediaPipe's
-# outline points there slide with the cheeks and the brows (happy at strength 2 moved them 5-7 pixels of a 256-pixel
-# crop), and a warp through them dragged the sideburn and the ear with the cheek: an S-shaped step in a held-out
-# speaker's (`LP-d8`) hairline by his ear. Expressions leave the ears and hair where they are. The temples above
-# (by the brows' ends) and the jaw's corners below (by the mouth) are left to move: held too, they held the driven
-# brows back (transfers' brows 0.79 / 0.82 to 0.77 / 0.79 in place) and the jaw.
-FACE_SIDES = (356, 454, 323, 361, 127, 234, 93, 132)
+# The face's outline at its sides, at the eyes' height (by the ears): no expression moves it. MediaPipe's outline
+# points there slide with the cheeks (happy at strength 2 moved them 5-7 pixels of a 256-pixel crop), and a warp
+# through them dragged the sideburn and the ear with the cheek: an S-shaped step in a held-out speaker's (`LP-d8`)
+# hairline by his ear. Expressions leave the ears and hair where they are. More of the outline held also held back
+# what moves near it: from the temples to the mouth's height, the transfers' brows; from the eyes to the nose, the
+# mouth's edits (AU15, AU17, AU26 as MediaPipe finds them; docs/model-log.md).
+FACE_SIDES = (454, 234)
 
 # Which region each AU moves (FACS: the muscle behind each AU, and what it visibly displaces).
 AU_REGIONS: dict[str, tuple[str, ...]] = {
