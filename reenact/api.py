@@ -308,7 +308,7 @@ def edit_expression(
         check_edit(input, output, target)
     else:  # any function of (AUs, t), whose time range is its own
         check_output_path(output, input)
-    encode.for_output(output)
+    encode = encode.for_output(output)
     # The generator loads before the first pass: a model file that cannot load fails at once, not after tracking
     # the whole clip, and the job's memory is all taken from its start.
     model = generator.load(pick_device(generator.device))
@@ -429,7 +429,7 @@ def transfer_expression(
     chosen = transfer_aus(aus)
     check_au_scale(au_scale)
     source_info, driving_info = check_transfer(source, driving, output, audio, relative, time_range)
-    encode.for_output(output)
+    encode = encode.for_output(output)
     motion = transfer_motion(relative, motion, driving_info.is_image)
     model = generator.load(pick_device(generator.device))  # before any tracking, as ``edit_expression`` does
     shorter = shorter_driver(source_info, driving_info, time_range)

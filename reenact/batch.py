@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from reenact import api
-from reenact.checks import AU_SCALE_RANGE
+from reenact.checks import check_au_scale
 from reenact.errors import InputError, OptionError, ReenactError
 from reenact.expression import TimeRange
 from reenact.progress import JobProgress
@@ -388,10 +388,7 @@ def _parse_row(
     from reenact.face.aus import parse_au_name
 
     aus = tuple(parse_au_name(a) for a in _items(fields["aus"])) if "aus" in fields else None
-    scale = _options(fields, au_scale=("au_scale", float)).get("au_scale", 1.0)
-    low, high = AU_SCALE_RANGE
-    if not low <= scale <= high:
-        raise ValueError(f"au_scale must be a number from {low:g} to {high:g}, not {scale:g}")
+    scale = check_au_scale(_options(fields, au_scale=("au_scale", float)).get("au_scale", 1.0), "au_scale")
     driving = _existing(base, fields, "driving")
     return BatchJob(index, name, op, driving=driving, relative=mode == "relative", au_scale=scale, aus=aus,
                     audio=audio, pose=_yes_no(fields.get("pose"), "pose"), time_range=TimeRange(**_times(fields)),

@@ -92,11 +92,12 @@ def transfer_motion(relative: bool, motion: str | None, driving_still: bool = Fa
 AU_SCALE_RANGE = (0.0, 2.0)  # as the studio's slider: past 2 a driver's laugh tore the source's jaw
 
 
-def check_au_scale(value: float) -> float:
-    """``--au-scale``, how far the source follows the driver: a number from 0 to 2 (OptionError otherwise)."""
+def check_au_scale(value: float, name: str = "--au-scale") -> float:
+    """``--au-scale`` (a batch row's ``au_scale``: ``name``), how far the source follows the driver: a number from 0
+    to 2 (OptionError otherwise)."""
     low, high = AU_SCALE_RANGE
     if not low <= value <= high:  # NaN fails too
-        raise OptionError(f"--au-scale must be a number from {low:g} to {high:g}, not {value:g}")
+        raise OptionError(f"{name} must be a number from {low:g} to {high:g}, not {value:g}")
     return value
 
 

@@ -100,12 +100,13 @@ def _checked(check: Callable[[str], object]) -> Callable[[str], object]:
 
 
 def _au_scale(text: str) -> float:
-    from reenact.checks import check_au_scale
+    from reenact.checks import AU_SCALE_RANGE, check_au_scale
 
     try:
         value = float(text)
     except ValueError:
-        raise OptionError(f"--au-scale must be a number from 0 to 2, not {text!r}") from None
+        low, high = AU_SCALE_RANGE
+        raise OptionError(f"--au-scale must be a number from {low:g} to {high:g}, not {text!r}") from None
     return check_au_scale(value)
 
 

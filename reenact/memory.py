@@ -354,9 +354,9 @@ class MemoryCompositor:
                 continue
             target, shown = opening(points, part), self._shown[name]
             fits = shown is None or near_enough(name, shown, target, aus, smile=not whole)
-            partner = None
-            if name in _PARTNER and _box(points, PARTS.index(_PARTNER[name]), size) is not None:
-                partner = _PARTNER[name], opening(points, PARTS.index(_PARTNER[name]))
+            other = PARTS.index(_PARTNER[name]) if name in _PARTNER else None
+            partner = None if other is None or _box(points, other, size) is None else (PARTS[other],
+                                                                                        opening(points, other))
             entry = self._settled(name, self._choose(name, target, aus, pitch, smile=not whole, partner=partner), fits)
             if entry is None:
                 continue  # nothing near enough: the paint stays
